@@ -1,0 +1,58 @@
+# Every target builds on `setup`, which makes .venv and installs the pinned CPU torch first:
+# an unpinned torch would pull gigabytes of CUDA packages.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+TORCH   ?= torch==2.13.0
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup fmt lint type test test-fast test-slow train-tiny serve bench docker docker-smoke clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+fmt: setup
+	$(BIN)/ruff format model training service tests bench
+	$(BIN)/ruff check --fix model training service tests bench
+
+lint: setup
+	$(BIN)/ruff check model training service tests bench
+	$(BIN)/ruff format --check model training service tests bench
+	$(BIN)/lint-imports
+
+type: setup
+	$(BIN)/mypy model service
+
+# The README's test command: lint, the fast unit suite, then the slow end-to-end tests.
+test: lint
+	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m slow
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow"
+
+test-slow: setup
+	$(BIN)/pytest -q -m slow
+
+train-tiny: setup
+	$(BIN)/nmt train configs/tiny_copy.yaml
+
+serve: setup
+	$(BIN)/nmt serve
+
+bench: setup
+	$(BIN)/python bench/decode.py --model models/en-de-multi30k --src ../shared/data/multi30k/test_2016_flickr.en.gz
+
+docker:
+	docker build -f docker/Dockerfile -t lstm-nmt:cpu .
+
+docker-smoke:
+	bash docker/ci-smoke.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

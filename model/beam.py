@@ -1,0 +1,179 @@
+"""Batched beam search over one flat (batch x beam) dimension with fixed shapes.
+
+Row ``b * K + k`` holds beam k of sentence b. Every step scores all K*V continuations of each
+sentence, keeps the best K that do not end, and moves the ones that end into a per-sentence
+buffer of finished hypotheses. Shapes: B batch, K beam size, N = B*K rows, V vocabulary,
+T maximum target steps, S source length.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from model.decoder import EncoderOutput
+from model.search import (
+    DecodeOptions,
+    Hypothesis,
+    StepModel,
+    ban_early_eos,
+    length_penalty,
+    to_hypothesis,
+)
+from model.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+
+class Candidates(NamedTuple):
+    """The 2K best continuations of each sentence, best first."""
+
+    scores: Tensor  # (B, 2K) accumulated log-probabilities
+    beam: Tensor  # (B, 2K) which beam each one extends
+    token: Tensor  # (B, 2K) the token it appends
+
+
+class Finished(NamedTuple):
+    """Up to K finished hypotheses per sentence, kept sorted by normalized score."""
+
+    scores: Tensor  # (B, K), -inf where empty
+    tokens: Tensor  # (B, K, T)
+    attn: Tensor | None  # (B, K, T, S)
+
+
+def expand(enc: EncoderOutput, beam_size: int) -> EncoderOutput:
+    """Repeat each sentence's encoder output K times, so row b*K+k is beam k of sentence b."""
+    batch = enc.memory.size(0)
+    rows = torch.arange(batch, device=enc.memory.device).repeat_interleave(beam_size)  # (N,)
+    return enc.select(rows)
+
+
+def initial_scores(batch: int, beam_size: int, device: torch.device) -> Tensor:
+    """(B, K) = [0, -inf, ...]: at step 0 all beams are identical, so only beam 0 may expand."""
+    scores = torch.full((batch, beam_size), float("-inf"), device=device)
+    scores[:, 0] = 0.0
+    return scores
+
+
+def topk_flat(scores: Tensor, log_probs: Tensor, k: int) -> Candidates:
+    """Best ``k`` continuations over all beams of each sentence.
+
+    Args:
+        scores: (B, K) accumulated scores of the live beams.
+        log_probs: (N, V) next-token log-probabilities of every row.
+    """
+    batch, beam_size = scores.shape
+    vocab = log_probs.size(-1)
+    flat = (scores.reshape(-1, 1) + log_probs).view(batch, beam_size * vocab)  # (B, K*V)
+    top_scores, top_idx = flat.topk(min(k, beam_size * vocab), dim=1)  # (B, 2K)
+    return Candidates(top_scores, top_idx // vocab, top_idx % vocab)
+
+
+def live_choice(cand: Candidates, beam_size: int) -> Tensor:
+    """(B, K) positions in ``cand`` of the best K candidates that do not end the sentence."""
+    positions = torch.arange(cand.token.size(1), device=cand.token.device)
+    # Ending candidates sort after all others; ties keep the score order.
+    order = positions + cand.token.eq(EOS_ID).long() * cand.token.size(1)  # (B, 2K)
+    return order.topk(beam_size, dim=1, largest=False).indices
+
+
+def reorder(rows: Tensor, *tensors: Tensor) -> list[Tensor]:
+    """Rows ``rows`` of each per-row tensor: the history follows the beam it came from."""
+    return [t.index_select(0, rows) for t in tensors]
+
+
+def merge_finished(
+    finished: Finished, new_scores: Tensor, new_tokens: Tensor, new_attn: Tensor | None
+) -> Finished:
+    """Keep the K best of the old finished hypotheses and the new ones (-inf = not finished)."""
+    beam_size = finished.scores.size(1)
+    scores = torch.cat([finished.scores, new_scores], dim=1)  # (B, 2K)
+    best_scores, keep = scores.topk(beam_size, dim=1)  # (B, K)
+    tokens = torch.cat([finished.tokens, new_tokens], dim=1)  # (B, 2K, T)
+    tokens = tokens.gather(1, keep.unsqueeze(-1).expand(-1, -1, tokens.size(-1)))
+    attn = None
+    if finished.attn is not None and new_attn is not None:
+        both = torch.cat([finished.attn, new_attn], dim=1)  # (B, 2K, T, S)
+        index = keep[:, :, None, None].expand(-1, -1, *both.shape[2:])
+        attn = both.gather(1, index)
+    return Finished(best_scores, tokens, attn)
+
+
+def finalize(finished: Finished, src_lens: Tensor, n_best: int) -> list[list[Hypothesis]]:
+    """The ``n_best`` finished hypotheses of every sentence, best first, as Python objects."""
+    scores, tokens = finished.scores.tolist(), finished.tokens.tolist()
+    results = []
+    for b, src_len in enumerate(src_lens.tolist()):
+        hyps = []
+        for k in range(n_best):
+            if scores[b][k] == float("-inf"):
+                break
+            attn = finished.attn[b, k] if finished.attn is not None else None
+            hyps.append(to_hypothesis(tokens[b][k], scores[b][k], attn, src_len))
+        results.append(hyps)
+    return results
+
+
+def beam_search(
+    model: StepModel, enc: EncoderOutput, src_lens: Tensor, options: DecodeOptions
+) -> list[list[Hypothesis]]:
+    """Batched beam search; returns ``options.n_best`` hypotheses per sentence, best first.
+
+    A sentence is done once its best candidate ends (and it has n_best finished hypotheses)
+    or it reaches its length limit; the loop stops when every sentence is done.
+    """
+    batch, beam_size, device = src_lens.size(0), options.beam_size, enc.memory.device
+    max_lens = options.max_lengths(src_lens).to(device)  # (B,)
+    steps, src_width = int(max_lens.max()), enc.memory.size(1)
+    enc = expand(enc, beam_size)
+    state = model.initial_state(enc)
+    scores = initial_scores(batch, beam_size, device)  # (B, K)
+    history = torch.full((batch * beam_size, steps), PAD_ID, dtype=torch.long, device=device)
+    want_attn = options.return_attention
+    attn_hist = enc.memory.new_zeros(batch * beam_size, steps, src_width) if want_attn else None
+    finished = Finished(
+        torch.full((batch, beam_size), float("-inf"), device=device),
+        torch.full((batch, beam_size, steps), PAD_ID, dtype=torch.long, device=device),
+        enc.memory.new_zeros(batch, beam_size, steps, src_width) if want_attn else None,
+    )
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    base = (torch.arange(batch, device=device) * beam_size).unsqueeze(1)  # (B, 1)
+    prev = torch.full((batch * beam_size,), BOS_ID, dtype=torch.long, device=device)
+    for t in range(steps):
+        log_probs, state = model.decode_step(prev, state, enc)  # (N, V)
+        cand = topk_flat(scores, ban_early_eos(log_probs, t, options.min_length), 2 * beam_size)
+
+        # 1. Candidates among the top K that end here (or hit the length limit) are finished.
+        at_limit = (t + 1 >= max_lens).unsqueeze(1)  # (B, 1)
+        top_scores, top_rows = cand.scores[:, :beam_size], base + cand.beam[:, :beam_size]
+        ends = (cand.token[:, :beam_size].eq(EOS_ID) | at_limit) & ~done.unsqueeze(1)
+        ends &= torch.isfinite(top_scores)
+        normalized = top_scores / length_penalty(torch.tensor(t + 1.0), options.length_penalty)
+        end_tokens = history[top_rows.reshape(-1)].view(batch, beam_size, steps)  # (B, K, T)
+        end_tokens[:, :, t] = cand.token[:, :beam_size]
+        end_attn = None
+        if attn_hist is not None:
+            end_attn = attn_hist[top_rows.reshape(-1)].view(batch, beam_size, steps, src_width)
+            end_attn[:, :, t] = state.attn[top_rows.reshape(-1)].view(batch, beam_size, src_width)
+        finished = merge_finished(
+            finished, normalized.masked_fill(~ends, float("-inf")), end_tokens, end_attn
+        )
+        n_finished = torch.isfinite(finished.scores).sum(dim=1)  # (B,)
+        best_ends = cand.token[:, 0].eq(EOS_ID) & (n_finished >= options.n_best)
+        done |= best_ends | at_limit.squeeze(1)
+        if bool(done.all()):
+            break
+
+        # 2. The best K candidates that continue become the next beams.
+        pick = live_choice(cand, beam_size)  # (B, K)
+        scores = cand.scores.gather(1, pick).masked_fill(done.unsqueeze(1), float("-inf"))
+        token = cand.token.gather(1, pick).reshape(-1)  # (N,)
+        rows = (base + cand.beam.gather(1, pick)).reshape(-1)  # (N,)
+        state = state.select(rows)
+        (history,) = reorder(rows, history)
+        history[:, t] = token
+        if attn_hist is not None:
+            (attn_hist,) = reorder(rows, attn_hist)
+            attn_hist[:, t] = state.attn
+        prev = token
+    return finalize(finished, src_lens, options.n_best)

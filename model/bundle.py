@@ -1,0 +1,206 @@
+"""The inference bundle: a self-contained directory the service loads.
+
+    config.json        ModelConfig, tokenizer files, weight dtype, format_version
+    model.safetensors  tensors only, so loading never unpickles anything
+    spm.model          (or spm.src.model + spm.tgt.model)
+    metadata.json      languages, metrics with sacreBLEU signatures, data, training, versions
+    manifest.json      SHA-256 of every other file
+
+Loading checks the format version and every checksum before it trusts a byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from model.config import ModelConfig
+from model.errors import BundleError, UnknownFormatVersion
+from model.seq2seq import Seq2Seq
+from model.tokenizer import Tokenizer
+
+FORMAT_VERSION = 1
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+CONFIG, WEIGHTS, METADATA, MANIFEST = (
+    "config.json",
+    "model.safetensors",
+    "metadata.json",
+    "manifest.json",
+)
+
+
+@dataclass
+class Bundle:
+    """A verified bundle in memory: what it takes to build the model and its tokenizer."""
+
+    path: Path
+    config: ModelConfig
+    tokenizer: Tokenizer
+    state_dict: dict[str, torch.Tensor]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    checksum: str = ""  # SHA-256 of manifest.json: one id for the whole bundle
+
+    def build_model(self) -> Seq2Seq:
+        """A float32 Seq2Seq with the bundle's weights (fp16/bf16 weights are upcast)."""
+        model = Seq2Seq(self.config)
+        expected = set(model.state_dict())
+        tied = expected - _unique_names(model)
+        missing = expected - set(self.state_dict) - tied
+        unexpected = set(self.state_dict) - expected
+        if missing or unexpected:
+            raise BundleError(
+                self.path / WEIGHTS,
+                f"weights do not fit config.json: missing {sorted(missing)}, unexpected {sorted(unexpected)}",
+            )
+        try:
+            model.load_state_dict(self.state_dict, strict=False)
+        except RuntimeError as err:
+            raise BundleError(self.path / WEIGHTS, f"wrong tensor shape: {err}") from err
+        return model
+
+
+def _unique_names(model: torch.nn.Module) -> set[str]:
+    """State-dict names without the aliases of tied weights (safetensors refuses shared memory)."""
+    return {name for name, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for dist in ("lstm-nmt", "torch", "sentencepiece", "safetensors", "sacrebleu"):
+        try:
+            versions[dist] = importlib_metadata.version(dist)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def save_bundle(
+    out_dir: str | Path,
+    model: Seq2Seq,
+    tokenizer: Tokenizer,
+    metadata: dict[str, Any] | None = None,
+    dtype: str = "fp32",
+) -> Path:
+    """Write a bundle to ``out_dir``, atomically: it appears whole or not at all."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    names = ["spm.model"] if tokenizer.joint else ["spm.src.model", "spm.tgt.model"]
+    for src, name in zip(tokenizer.files, names, strict=True):
+        shutil.copyfile(src, tmp / name)
+    unique = _unique_names(model)
+    tensors = {
+        k: v.detach().to("cpu", DTYPES[dtype]).contiguous()
+        for k, v in model.state_dict().items()
+        if k in unique
+    }
+    save_file(tensors, str(tmp / WEIGHTS))
+    config = {
+        "format_version": FORMAT_VERSION,
+        "model": model.config.to_dict(),
+        "tokenizer": names,
+        "dtype": dtype,
+    }
+    meta = {"created": datetime.now(UTC).isoformat(timespec="seconds"), "versions": _versions()}
+    meta.update(metadata or {})
+    _write_json(tmp / CONFIG, config)
+    _write_json(tmp / METADATA, meta)
+    files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+    _write_json(tmp / MANIFEST, {"format_version": FORMAT_VERSION, "sha256": files})
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise BundleError(path, "file is missing; is this a model bundle directory?")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BundleError(path, f"not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise BundleError(path, "expected a JSON object")
+    return data
+
+
+def _check_version(path: Path, data: dict[str, Any]) -> None:
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise UnknownFormatVersion(
+            path,
+            f"format_version {version!r} is not supported; this lstm-nmt reads {FORMAT_VERSION}",
+        )
+
+
+def verify_manifest(path: Path) -> str:
+    """Check every file listed in manifest.json; return the manifest's own SHA-256."""
+    manifest = _read_json(path / MANIFEST)
+    _check_version(path / MANIFEST, manifest)
+    listed = manifest.get("sha256")
+    if not isinstance(listed, dict) or not listed:
+        raise BundleError(path / MANIFEST, "has no 'sha256' table of files")
+    for name, expected in sorted(listed.items()):
+        file = path / name
+        if not file.is_file():
+            raise BundleError(file, "file is missing (listed in manifest.json)")
+        actual = sha256_file(file)
+        if actual != expected:
+            raise BundleError(
+                file, f"corrupt: SHA-256 is {actual[:12]}..., manifest says {expected[:12]}..."
+            )
+    for required in (CONFIG, WEIGHTS, METADATA):
+        if required not in listed:
+            raise BundleError(path / required, "is not listed in manifest.json")
+    return sha256_file(path / MANIFEST)
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load and verify a bundle directory; every failure names the file and the problem."""
+    root = Path(path)
+    if not root.is_dir():
+        raise BundleError(root, "model bundle directory does not exist")
+    config_data = _read_json(root / CONFIG)
+    _check_version(root / CONFIG, config_data)
+    checksum = verify_manifest(root)
+    try:
+        config = ModelConfig.from_dict(config_data["model"])
+        spm_files = [root / name for name in config_data["tokenizer"]]
+    except (KeyError, TypeError, ValueError) as err:
+        raise BundleError(root / CONFIG, f"invalid model configuration: {err}") from err
+    tokenizer = Tokenizer(*spm_files)
+    sizes = (tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
+    if sizes != (config.src_vocab_size, config.tgt_vocab_size):
+        raise BundleError(spm_files[0], f"vocabulary sizes {sizes} do not match config.json")
+    try:
+        state_dict = load_file(str(root / WEIGHTS))
+    except (SafetensorError, OSError) as err:
+        raise BundleError(root / WEIGHTS, f"unreadable safetensors file ({err})") from err
+    return Bundle(root, config, tokenizer, state_dict, _read_json(root / METADATA), checksum)

@@ -1,0 +1,106 @@
+"""The ``nmt`` command: ``translate`` lives here; other packages add their subcommands.
+
+model/ may not import training/ or service/, so they register ``add_commands(subparsers)``
+under the ``lstm_nmt.commands`` entry-point group and this module discovers them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TextIO
+
+log = logging.getLogger("nmt")
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "en-de-multi30k"
+
+
+def add_translate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("translate", help="translate lines from stdin or a file")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="bundle directory")
+    p.add_argument("--beam", type=int, default=5, help="beam size (1 = greedy)")
+    p.add_argument("--n-best", type=int, default=1, help="write the K best, tab-separated")
+    p.add_argument("--quantize", choices=["none", "int8"], default="none")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--batch-tokens", type=int, default=4096, help="source tokens per batch")
+    p.add_argument("--threads", type=int, default=None, help="intra-op CPU threads")
+    p.add_argument("-i", "--input", type=Path, default=None, help="input file (default stdin)")
+    p.add_argument("-o", "--output", type=Path, default=None, help="output file (default stdout)")
+    p.set_defaults(func=run_translate)
+
+
+def _chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for line in lines:
+        chunk.append(line.rstrip("\n"))
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def run_translate(args: argparse.Namespace) -> int:
+    """Translate line by line; output stays line-aligned even where a line fails."""
+    import torch
+    from tqdm import tqdm
+
+    from model.search import DecodeOptions
+    from model.translator import Translator
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    translator = Translator.from_dir(
+        args.model, device=args.device, quantize=args.quantize, batch_tokens=args.batch_tokens
+    )
+    options = DecodeOptions(beam_size=args.beam, n_best=args.n_best)
+    source: TextIO = args.input.open(encoding="utf-8") if args.input else sys.stdin
+    sink: TextIO = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
+    progress = tqdm(unit="sent", disable=args.input is None, file=sys.stderr)
+    with source, sink, progress:
+        for chunk in _chunks(iter(source), 1024):
+            for n, result in enumerate(translator.translate(chunk, options)):
+                if result.error is not None:
+                    log.warning("line %d: %s", progress.n + n + 1, result.error)
+                sink.write("\t".join(c.text for c in result.candidates) + "\n")
+            progress.update(len(chunk))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nmt", description="LSTM machine translation")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_translate(subparsers)
+    for ep in entry_points(group="lstm_nmt.commands"):
+        try:
+            ep.load()(subparsers)
+        except ImportError as err:  # e.g. the serve extra is not installed
+            log.debug("subcommands from %s unavailable: %s", ep.name, err)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except Exception as err:  # a clear one-line error for expected failures
+        from model.errors import ModelError
+
+        if isinstance(err, ModelError | FileNotFoundError | ValueError):
+            log.error("%s", err)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""LSTM decoder with attention, stepwise (search) and teacher-forced (training).
+
+Shapes: B batch (or batch x beam rows), T target length, S source length, E embedding size,
+H hidden size, O attentional-vector size (E when embeddings are tied, else H), V vocabulary,
+L decoder layers.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from model.attention import Attention
+from model.config import ModelConfig
+
+
+class EncoderOutput(NamedTuple):
+    """Everything the decoder needs from the source, computed once per batch."""
+
+    memory: Tensor  # (B, S, H)
+    keys: Tensor  # (B, S, A) attention keys, projected once
+    mask: Tensor  # (B, S) True at real tokens
+    final_h: Tensor  # (B, H)
+    final_c: Tensor  # (B, H)
+
+    def select(self, rows: Tensor) -> EncoderOutput:
+        """Rows ``rows`` of every tensor, e.g. each sentence repeated K times for beam search."""
+        return EncoderOutput(*(t.index_select(0, rows) for t in self))
+
+
+class DecoderState(NamedTuple):
+    """Immutable decoder state: one row per hypothesis, reordered with ``select``."""
+
+    h: Tensor  # (L, B, H)
+    c: Tensor  # (L, B, H)
+    feed: Tensor  # (B, O) last attentional vector; (B, 0) without input feeding
+    attn: Tensor  # (B, S) attention weights of the last step
+
+    def select(self, rows: Tensor) -> DecoderState:
+        return DecoderState(
+            self.h.index_select(1, rows),
+            self.c.index_select(1, rows),
+            self.feed.index_select(0, rows),
+            self.attn.index_select(0, rows),
+        )
+
+
+class Decoder(nn.Module):
+    """Luong-style decoder: LSTM, attention on its output, tanh(W_c[context; h]), projection."""
+
+    def __init__(self, config: ModelConfig, embedding: nn.Embedding) -> None:
+        super().__init__()
+        self.input_feeding = config.input_feeding
+        self.embedding = embedding
+        self.dropout = nn.Dropout(config.dropout)
+        feed_size = config.out_size if config.input_feeding else 0
+        self.rnn = nn.LSTM(
+            config.emb_size + feed_size,
+            config.hidden_size,
+            num_layers=config.decoder_layers,
+            batch_first=True,
+            dropout=config.dropout if config.decoder_layers > 1 else 0.0,
+        )
+        self.attention = Attention(config.attention, config.hidden_size, config.hidden_size)
+        self.combine = nn.Linear(2 * config.hidden_size, config.out_size, bias=False)
+        self.generator = nn.Linear(config.out_size, config.tgt_vocab_size)
+        if config.tie_embeddings:
+            self.generator.weight = embedding.weight
+
+    def _attend(self, out: Tensor, enc: EncoderOutput) -> tuple[Tensor, Tensor]:
+        """(B, T, H) LSTM outputs -> attentional vectors (B, T, O) and weights (B, T, S)."""
+        context, weights = self.attention(out, enc.keys, enc.memory, enc.mask)
+        vec = torch.tanh(self.combine(torch.cat([context, out], dim=-1)))  # (B, T, O)
+        return vec, weights
+
+    def forward(self, tgt_in: Tensor, state: DecoderState, enc: EncoderOutput) -> Tensor:
+        """Teacher forcing: (B, T) shifted target ids -> logits (B, T, V).
+
+        Without input feeding the whole target goes through the LSTM in one call; with it,
+        each step needs the previous attentional vector, so the steps run one by one.
+        """
+        emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
+        if not self.input_feeding:
+            out, _ = self.rnn(emb, (state.h, state.c))  # (B, T, H)
+            vec, _ = self._attend(out, enc)
+        else:
+            hc, feed, vecs = (state.h, state.c), state.feed, []
+            for t in range(emb.size(1)):
+                x = torch.cat([emb[:, t : t + 1], feed.unsqueeze(1)], dim=-1)  # (B, 1, E+O)
+                out, hc = self.rnn(x, hc)
+                step_vec, _ = self._attend(out, enc)  # (B, 1, O)
+                feed = step_vec.squeeze(1)
+                vecs.append(step_vec)
+            vec = torch.cat(vecs, dim=1)  # (B, T, O)
+        return self.generator(self.dropout(vec))  # (B, T, V)
+
+    def step(
+        self, prev_ids: Tensor, state: DecoderState, enc: EncoderOutput
+    ) -> tuple[Tensor, DecoderState]:
+        """One step for search: (B,) previous ids -> logits (B, V) and the next state."""
+        x = self.embedding(prev_ids).unsqueeze(1)  # (B, 1, E)
+        if self.input_feeding:
+            x = torch.cat([x, state.feed.unsqueeze(1)], dim=-1)  # (B, 1, E+O)
+        out, (h, c) = self.rnn(x, (state.h, state.c))  # (B, 1, H)
+        vec, weights = self._attend(out, enc)
+        vec = vec.squeeze(1)  # (B, O)
+        feed = vec if self.input_feeding else state.feed
+        return self.generator(vec), DecoderState(h, c, feed, weights.squeeze(1))

@@ -1,0 +1,236 @@
+"""Translator = tokenizer + model + search: text in, text out.
+
+It sorts sentences by length so batches carry little padding, batches by a source-token budget,
+restores the caller's order, and isolates failures so one bad sentence never fails the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from model.beam import beam_search
+from model.bundle import Bundle, load_bundle
+from model.errors import DeviceError, InputTooLong, ModelError, TranslationFailed
+from model.search import DecodeOptions, Hypothesis, greedy_search
+from model.seq2seq import Seq2Seq
+from model.tokenizer import PAD_ID
+
+log = logging.getLogger(__name__)
+
+QUANTIZE_MODES = ("none", "int8")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One translation of one input."""
+
+    text: str
+    score: float  # length-normalized log-probability (see DecodeOptions.length_penalty)
+    tokens: tuple[str, ...]  # target pieces
+    attention: list[list[float]] | None = None  # (target pieces, source pieces incl. EOS)
+
+
+@dataclass(frozen=True)
+class Result:
+    """The translations of one input, best first, or the error that stopped it."""
+
+    candidates: tuple[Candidate, ...]
+    source_tokens: tuple[str, ...] = ()
+    error: ModelError | None = None
+
+    @property
+    def text(self) -> str:
+        return self.candidates[0].text if self.candidates else ""
+
+    @property
+    def score(self) -> float:
+        return self.candidates[0].score if self.candidates else float("-inf")
+
+
+def resolve_device(device: str) -> torch.device:
+    """ "auto" picks CUDA when available; asking for CUDA without it is an error, not a fallback."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(f"device {device!r} requested but CUDA is not available (NMT_DEVICE)")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise DeviceError(f"unknown device {device!r}; use cpu, cuda or auto (NMT_DEVICE)")
+    return torch.device(device)
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """Dynamic int8 quantization of every LSTM and Linear layer (CPU only).
+
+    Weights are stored as int8 and activations are quantized on the fly. torch marks this API
+    deprecated in favour of torchao, which has no dynamic LSTM path yet, so we keep it.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+
+
+def split_whitespace(text: str) -> tuple[str, str, str]:
+    """(leading whitespace, core, trailing whitespace): the model sees only the core."""
+    core = text.strip()
+    if not core:
+        return text, "", ""
+    start = text.index(core)
+    return text[:start], core, text[start + len(core) :]
+
+
+class Translator:
+    """Translate lists of sentences with a loaded bundle.
+
+    Args:
+        bundle: a loaded model bundle.
+        device: "cpu", "cuda" or "auto".
+        quantize: "none" or "int8" (dynamic quantization, CPU only).
+        batch_tokens: budget of padded source tokens per batch.
+        max_input_tokens: longer sentences fail alone with ``InputTooLong``.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        device: str = "cpu",
+        quantize: str = "none",
+        batch_tokens: int = 4096,
+        max_input_tokens: int = 256,
+    ) -> None:
+        if quantize not in QUANTIZE_MODES:
+            raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+        self.device = resolve_device(device)
+        if quantize == "int8" and self.device.type != "cpu":
+            raise ValueError("int8 quantization runs on CPU only; use quantize='none' on CUDA")
+        self.bundle = bundle
+        self.tokenizer = bundle.tokenizer
+        self.config = bundle.config
+        self.quantize = quantize
+        self.batch_tokens = batch_tokens
+        self.max_input_tokens = max_input_tokens
+        model: nn.Module = bundle.build_model().eval()
+        self.model = quantize_int8(model) if quantize == "int8" else model.to(self.device)
+
+    @classmethod
+    def from_dir(cls, path: str | Path, **kwargs: Any) -> Translator:
+        return cls(load_bundle(path), **kwargs)
+
+    @property
+    def model_id(self) -> str:
+        return str(self.bundle.metadata.get("model_id") or self.bundle.path.name)
+
+    @property
+    def source_lang(self) -> str:
+        return str(self.bundle.metadata.get("source_lang", "src"))
+
+    @property
+    def target_lang(self) -> str:
+        return str(self.bundle.metadata.get("target_lang", "tgt"))
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.bundle.metadata
+
+    @property
+    def checksum(self) -> str:
+        return self.bundle.checksum
+
+    def count_tokens(self, text: str) -> int:
+        """Source pieces the model would see for ``text``, EOS included."""
+        return len(self.tokenizer.encode_source(text.strip()))
+
+    def translate(self, texts: Sequence[str], options: DecodeOptions | None = None) -> list[Result]:
+        """Translate ``texts``; results come back in the same order, one per input."""
+        options = options or DecodeOptions()
+        results: list[Result | None] = [None] * len(texts)
+        parts = [split_whitespace(t) for t in texts]
+        pending: list[tuple[int, list[int]]] = []
+        for i, (_, core, _) in enumerate(parts):
+            if not core:
+                results[i] = Result((Candidate("", 0.0, ()),))
+                continue
+            ids = self.tokenizer.encode_source(core)
+            if len(ids) > self.max_input_tokens:
+                results[i] = Result((), error=InputTooLong(len(ids), self.max_input_tokens, i))
+            else:
+                pending.append((i, ids))
+        pending.sort(key=lambda item: len(item[1]))
+        for batch in self._batches(pending):
+            for (i, ids), hyps in zip(batch, self._decode_isolated(batch, options), strict=True):
+                results[i] = self._result(ids, hyps, parts[i])
+        return [r for r in results if r is not None]
+
+    def _batches(self, items: list[tuple[int, list[int]]]) -> list[list[tuple[int, list[int]]]]:
+        """Consecutive runs of length-sorted items whose padded size fits ``batch_tokens``.
+
+        Items arrive shortest first, so the newest item sets the batch's padded width.
+        """
+        batches: list[list[tuple[int, list[int]]]] = [[]]
+        for item in items:
+            if batches[-1] and len(item[1]) * (len(batches[-1]) + 1) > self.batch_tokens:
+                batches.append([])
+            batches[-1].append(item)
+        return [b for b in batches if b]
+
+    def _decode_isolated(
+        self, batch: list[tuple[int, list[int]]], options: DecodeOptions
+    ) -> list[list[Hypothesis] | ModelError]:
+        """Decode a batch; if it fails, retry sentence by sentence so only the culprit fails."""
+        try:
+            return list(self.decode_ids([ids for _, ids in batch], options))
+        except DeviceError:
+            raise
+        except Exception as err:  # noqa: BLE001 - isolate the failing sentence below
+            if len(batch) == 1:
+                log.exception("translation failed")
+                return [TranslationFailed(f"translation failed: {type(err).__name__}: {err}")]
+        return [h for item in batch for h in self._decode_isolated([item], options)]
+
+    @torch.inference_mode()
+    def decode_ids(
+        self, batch_ids: list[list[int]], options: DecodeOptions
+    ) -> list[list[Hypothesis]]:
+        """Search over already-encoded source ids (each ending in EOS)."""
+        lens = torch.tensor([len(ids) for ids in batch_ids])
+        src = torch.full((len(batch_ids), int(lens.max())), PAD_ID, dtype=torch.long)
+        for row, ids in enumerate(batch_ids):
+            src[row, : len(ids)] = torch.tensor(ids)
+        model: Seq2Seq = self.model  # type: ignore[assignment]
+        try:
+            enc = model.encode(src.to(self.device), lens.to(self.device))
+            decode = greedy_search if options.beam_size == 1 else beam_search
+            return decode(model, enc, lens.to(self.device), options)
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except RuntimeError as err:
+            if self.device.type == "cuda" and "CUDA" in str(err):
+                raise DeviceError(f"CUDA failed: {err}") from err
+            raise
+
+    def _result(
+        self, ids: list[int], hyps: list[Hypothesis] | ModelError, whitespace: tuple[str, str, str]
+    ) -> Result:
+        source_tokens = tuple(self.tokenizer.source_pieces(ids))
+        if isinstance(hyps, ModelError):
+            return Result((), source_tokens, error=hyps)
+        lead, _, trail = whitespace
+        candidates = tuple(
+            Candidate(
+                lead + self.tokenizer.decode_target(h.token_ids) + trail,
+                h.score,
+                tuple(self.tokenizer.target_pieces(h.token_ids)),
+                h.attention,
+            )
+            for h in hyps
+        )
+        return Result(candidates, source_tokens)

@@ -1,0 +1,1 @@
+"""Offline training: corpus reading, cleaning, SentencePiece, batching, config and the loop."""

@@ -89,7 +89,9 @@ def make_batches(
 
 
 def _pack(members: list[int], sizes: list[int], batch_tokens: int) -> list[list[int]]:
-    batches, batch, width = [], [], 0
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    width = 0
     for i in members:
         new_width = max(width, sizes[i])
         if batch and new_width * (len(batch) + 1) > batch_tokens:
@@ -236,8 +238,17 @@ class TensorBatch:
 
     def to(self, device: torch.device | str) -> TensorBatch:
         """The same batch on ``device``."""
-        tensors = (self.src_ids, self.src_lens, self.tgt_in, self.tgt_out)
-        return TensorBatch(*(t.to(device, non_blocking=True) for t in tensors), self.pad_id)
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=True)
+
+        return TensorBatch(
+            move(self.src_ids),
+            move(self.src_lens),
+            move(self.tgt_in),
+            move(self.tgt_out),
+            self.pad_id,
+        )
 
 
 def collate(

@@ -273,7 +273,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
     """Plain nested dict (lists for tuples), as YAML or JSON want it."""
-    return to_plain(cfg)
+    plain: dict[str, Any] = to_plain(cfg)
+    return plain
 
 
 def save_resolved(cfg: TrainConfig, path: str | Path) -> Path:

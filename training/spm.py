@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterable, Iterator
 from itertools import chain
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import sentencepiece as spm
 
@@ -72,17 +72,18 @@ def _train_one(
     if not sentences:
         raise SpmError(f"no non-empty sentences to train {prefix}.model on")
     prefix.parent.mkdir(parents=True, exist_ok=True)
+    trainer_args: dict[str, Any] = {
+        "sentence_iterator": iter(sentences),
+        "model_prefix": str(prefix),
+        "shuffle_input_sentence": False,  # already sampled deterministically above
+        "input_sentence_size": 0,
+        "hard_vocab_limit": False,  # tiny corpora get a smaller vocabulary instead of an error
+        **SPECIAL_IDS,
+        **SPECIAL_PIECES,
+        **options,
+    }
     try:
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(sentences),
-            model_prefix=str(prefix),
-            shuffle_input_sentence=False,  # already sampled deterministically above
-            input_sentence_size=0,
-            hard_vocab_limit=False,  # tiny corpora get a smaller vocabulary instead of an error
-            **SPECIAL_IDS,
-            **SPECIAL_PIECES,
-            **options,
-        )
+        spm.SentencePieceTrainer.train(**trainer_args)
     except RuntimeError as err:
         raise SpmError(f"training {prefix}.model failed: {err}") from err
     model = prefix.with_name(prefix.name + ".model")

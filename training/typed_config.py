@@ -39,7 +39,7 @@ def _type_name(tp: Any) -> str:
     if origin is tuple:
         return f"a list of {len(args)} ({', '.join(_type_name(a) for a in args)})"
     if dataclasses.is_dataclass(tp):
-        return f"a mapping ({tp.__name__})"
+        return f"a mapping ({getattr(tp, '__name__', tp)})"
     return getattr(tp, "__name__", str(tp))
 
 

@@ -1,0 +1,1 @@
+"""The translation service: FastAPI app, cross-request batcher, settings (`create_app`)."""

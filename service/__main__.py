@@ -1,0 +1,17 @@
+"""`python -m service`: serve the NMT_MODELS bundles with settings from NMT_* variables.
+
+Runs one uvicorn worker per process; see service/cli.py for why.
+"""
+
+from __future__ import annotations
+
+from service.cli import serve
+from service.settings import Settings
+
+
+def main() -> None:
+    serve(Settings())
+
+
+if __name__ == "__main__":
+    main()

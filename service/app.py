@@ -1,0 +1,147 @@
+"""`create_app(settings)`: the FastAPI app, its lifespan, middleware and routers.
+
+Models load in the lifespan handler, not at import: each NMT_MODELS bundle is loaded, warmed up
+with one translation, and given its own batcher; only then does /ready answer 200. On shutdown
+the app stops being ready and the batchers drain what is queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from model import DecodeOptions, DeviceError, Result
+from service import libretranslate, routes
+from service.batching import Batcher, TranslateFn
+from service.deps import ServiceState
+from service.errors import install_handlers
+from service.metrics import Metrics, MetricsMiddleware
+from service.registry import LoadedModel, TranslatorLike, default_options
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+TranslatorFactory = Callable[[Path, Settings], TranslatorLike]
+
+WARM_UP_TEXT = "A man is riding a bicycle."
+
+
+def load_translator(path: Path, settings: Settings) -> TranslatorLike:
+    """Default factory: `model.Translator.from_dir` with device, threads and quantization."""
+    import torch  # heavy: only when a model is really loaded
+
+    from model import Translator
+
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = settings.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return Translator.from_dir(
+        path,
+        device=device,
+        quantize=settings.quantize,
+        batch_tokens=settings.max_batch_tokens,
+        max_input_tokens=settings.max_input_tokens,
+    )
+
+
+def inference_runner(translator: TranslatorLike) -> TranslateFn:
+    """`translator.translate` under torch.inference_mode(), for the batcher's worker thread."""
+
+    def run(texts: list[str], options: DecodeOptions) -> Sequence[Result]:
+        import torch  # already imported by the model; the lookup is cheap
+
+        with torch.inference_mode():
+            return translator.translate(texts, options)
+
+    return run
+
+
+def create_app(settings: Settings, translator_factory: TranslatorFactory | None = None) -> FastAPI:
+    """The service for `settings`; `translator_factory(path, settings)` loads each bundle."""
+    state = ServiceState(settings=settings, metrics=Metrics())
+    factory = translator_factory or load_translator
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await load_models(state, factory)
+            yield
+        finally:
+            await stop_models(state)
+
+    app = FastAPI(
+        title="lstm-nmt",
+        summary="Attention-LSTM machine translation with cross-request batching",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+    install_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+        )
+    app.include_router(routes.router)
+    app.include_router(libretranslate.router)
+    return app
+
+
+async def load_models(state: ServiceState, factory: TranslatorFactory) -> None:
+    """Load, warm up and start a batcher for every bundle; raise (startup fails) on any error."""
+    settings = state.settings
+    for path in settings.models:
+        logger.info("loading model from %s", path)
+        translator = await asyncio.to_thread(factory, path, settings)
+        defaults = default_options(translator, settings.max_beam)
+        run = inference_runner(translator)
+        warm = await asyncio.to_thread(run, [WARM_UP_TEXT], defaults)
+        if warm[0].error is not None:
+            raise RuntimeError(f"warm-up translation failed for {path}: {warm[0].error}")
+        batcher = Batcher(
+            run,
+            max_batch_size=settings.max_batch_size,
+            max_batch_tokens=settings.max_batch_tokens,
+            max_wait_ms=settings.max_wait_ms,
+            max_queue=settings.max_queue,
+            observer=state.metrics.for_model(translator.model_id),
+            on_error=functools.partial(_on_model_error, state),
+        )
+        state.registry.add(LoadedModel(translator, batcher, defaults))
+        batcher.start()
+        logger.info(
+            "model %s ready (%s->%s)",
+            translator.model_id,
+            translator.source_lang,
+            translator.target_lang,
+        )
+    state.loaded = True
+    state.metrics.ready.set(1)
+
+
+async def stop_models(state: ServiceState) -> None:
+    """Stop being ready, then let every batcher finish its queue."""
+    state.draining = True
+    state.metrics.ready.set(0)
+    timeout = state.settings.request_timeout_s
+    await asyncio.gather(*(loaded.batcher.close(timeout) for loaded in state.registry))
+
+
+def _on_model_error(state: ServiceState, exc: BaseException) -> None:
+    """An unrecoverable device error takes the instance out of rotation (/ready 503)."""
+    if isinstance(exc, DeviceError) and state.failure is None:
+        logger.critical("device error; marking the service not ready: %s", exc)
+        state.failure = str(exc) or type(exc).__name__
+        state.metrics.ready.set(0)

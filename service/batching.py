@@ -1,0 +1,302 @@
+"""Cross-request micro-batching: a bounded queue of sentences, a scheduler, one model thread.
+
+As in text-generation-inference, the queue is kept apart from the model. Requests put their
+sentences on the queue as `Entry`s, each with its own future; one worker task takes batches
+off the queue (`next_batch`, a pure function), runs the translator in a thread so the event
+loop never blocks, and resolves each future with its own result. Sentences from many requests
+share a batch, so concurrent single-sentence clients are served at batched throughput.
+
+Scheduling rules, all in this module:
+- a batch holds at most `max_batch_size` sentences and `max_batch_tokens` padded tokens
+  (sentences x longest source); sentences with different `DecodeOptions` never share one;
+- while fewer than `max_batch_size` sentences are queued, the worker waits for company, but
+  never past `max_wait_ms` after the oldest one arrived;
+- an entry whose future was cancelled (client gone) or whose deadline passed is dropped
+  before it is computed; the latter fails with `DeadlineExceeded`;
+- an exception from the translator fails exactly the futures of that batch;
+- the queue is bounded: `QueueFull` when a request's sentences do not all fit;
+- `close()` stops accepting, drains what is queued, then ends the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from model import DecodeOptions, Result
+
+logger = logging.getLogger(__name__)
+
+TranslateFn = Callable[[list[str], "DecodeOptions"], Sequence["Result"]]
+
+
+class BatcherError(Exception):
+    """Base of the errors the batcher raises to callers; `code` is machine-readable."""
+
+    code = "batcher_error"
+
+
+class QueueFull(BatcherError):
+    code = "queue_full"
+
+
+class DeadlineExceeded(BatcherError):
+    code = "deadline_exceeded"
+
+
+class BatcherClosed(BatcherError):
+    code = "shutting_down"
+
+
+class Outcome(NamedTuple):
+    """What a sentence's future resolves to."""
+
+    result: Result
+    queue_s: float  # enqueued -> batch started
+    compute_s: float  # duration of the batch it was in
+
+
+@dataclass(eq=False)
+class Entry:
+    """One queued sentence."""
+
+    text: str
+    options: DecodeOptions
+    future: asyncio.Future[Outcome]
+    enqueued_at: float  # time.monotonic()
+    deadline: float  # time.monotonic()
+    n_tokens: int  # source tokens incl. </s>
+
+
+class BatchObserver(Protocol):
+    """Receives what the batcher does (metrics.py implements it)."""
+
+    def queue_depth(self, depth: int) -> None: ...
+    def dropped(self, reason: str, count: int) -> None: ...
+    def batch_done(
+        self, batch: Sequence[Entry], results: Sequence[Result] | None, started: float, ended: float
+    ) -> None: ...
+
+
+class _NoObserver:
+    def queue_depth(self, depth: int) -> None:
+        pass
+
+    def dropped(self, reason: str, count: int) -> None:
+        pass
+
+    def batch_done(
+        self, batch: Sequence[Entry], results: Sequence[Result] | None, started: float, ended: float
+    ) -> None:
+        pass
+
+
+def next_batch(queue: deque[Entry], max_size: int, max_tokens: int) -> list[Entry]:
+    """Take the next batch off `queue` (in place); the rest keep their order.
+
+    The oldest entry picks the DecodeOptions. Later entries with equal options join in arrival
+    order while the batch has fewer than `max_size` sentences and its padded size
+    (sentences x longest) stays within `max_tokens`; others are skipped, not reordered. The
+    oldest entry always goes, even alone over the budget, so nothing waits forever.
+    """
+    batch: list[Entry] = []
+    skipped: list[Entry] = []
+    longest = 0
+    while queue and len(batch) < max_size:
+        entry = queue.popleft()
+        padded = max(longest, entry.n_tokens) * (len(batch) + 1)
+        if not batch or (entry.options == batch[0].options and padded <= max_tokens):
+            batch.append(entry)
+            longest = max(longest, entry.n_tokens)
+        else:
+            skipped.append(entry)
+    queue.extendleft(reversed(skipped))
+    return batch
+
+
+def pop_stale(queue: deque[Entry], now: float) -> tuple[list[Entry], list[Entry]]:
+    """Remove entries nobody waits for any more; return (cancelled, expired)."""
+    cancelled = [e for e in queue if e.future.cancelled()]
+    expired = [e for e in queue if not e.future.done() and e.deadline <= now]
+    if cancelled or expired:
+        keep = [e for e in queue if not e.future.done() and e.deadline > now]
+        queue.clear()
+        queue.extend(keep)
+    return cancelled, expired
+
+
+@dataclass(eq=False)
+class Batcher:
+    """Queue + worker for one translator. `start()` inside a running event loop."""
+
+    translate: TranslateFn  # runs in a worker thread, one batch at a time
+    max_batch_size: int = 64
+    max_batch_tokens: int = 4096
+    max_wait_ms: float = 5.0
+    max_queue: int = 1024
+    observer: BatchObserver = field(default_factory=_NoObserver)
+    on_error: Callable[[BaseException], None] = lambda exc: None  # sees every model failure
+
+    def __post_init__(self) -> None:
+        self._queue: deque[Entry] = deque()
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def depth(self) -> int:
+        """Sentences waiting (not counting the batch being computed)."""
+        return len(self._queue)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="batcher")
+
+    def enqueue(
+        self, texts: Sequence[str], n_tokens: Sequence[int], options: DecodeOptions, deadline: float
+    ) -> list[asyncio.Future[Outcome]]:
+        """Queue all of one request's sentences, or none of them (QueueFull)."""
+        if self._closing:
+            raise BatcherClosed("the server is shutting down; retry on another instance")
+        if len(self._queue) + len(texts) > self.max_queue:
+            raise QueueFull(
+                f"queue is full: {len(self._queue)} sentences waiting, this request adds "
+                f"{len(texts)}; limit is {self.max_queue} (NMT_MAX_QUEUE)"
+            )
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        futures: list[asyncio.Future[Outcome]] = []
+        for text, count in zip(texts, n_tokens, strict=True):
+            futures.append(loop.create_future())
+            self._queue.append(Entry(text, options, futures[-1], now, deadline, count))
+        self._wakeup.set()
+        self.observer.queue_depth(len(self._queue))
+        return futures
+
+    async def submit(
+        self,
+        texts: Sequence[str],
+        n_tokens: Sequence[int],
+        options: DecodeOptions,
+        timeout_s: float,
+    ) -> list[Outcome]:
+        """Translate `texts` as part of whatever batches form; results in input order.
+
+        Raises:
+            QueueFull, BatcherClosed: nothing was queued.
+            DeadlineExceeded: not done within `timeout_s`; unstarted sentences are dropped.
+            Exception: whatever the translator raised for a batch holding one of `texts`.
+        """
+        futures = self.enqueue(texts, n_tokens, options, time.monotonic() + timeout_s)
+        deadline = asyncio.timeout(timeout_s)
+        try:
+            async with deadline:
+                return list(await asyncio.gather(*futures))
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise DeadlineExceeded(
+                f"translation did not finish within {timeout_s:g} s (NMT_REQUEST_TIMEOUT_S)"
+            ) from None
+        finally:
+            for future in futures:
+                future.cancel()  # no-op when done; otherwise the worker skips it
+
+    async def close(self, timeout_s: float | None = None) -> None:
+        """Stop accepting, finish the queued work, then end the worker."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is None:
+            self._fail_queued()
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+        except TimeoutError:
+            logger.warning("batcher did not drain within %s s; cancelling", timeout_s)
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        try:
+            while self._queue or not self._closing:
+                if not self._queue:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                await self._wait_for_company()
+                self._drop_stale()
+                batch = next_batch(self._queue, self.max_batch_size, self.max_batch_tokens)
+                self.observer.queue_depth(len(self._queue))
+                if batch:
+                    await self._compute(batch)
+        except Exception:
+            logger.exception("batcher worker crashed")
+            raise
+        finally:
+            self._closing = True
+            self._fail_queued()
+
+    async def _wait_for_company(self) -> None:
+        """Wait until the queue holds a full batch or the oldest entry has waited max_wait_ms."""
+        if self.max_batch_size == 1:
+            return
+        oldest = self._queue[0].enqueued_at
+        while len(self._queue) < self.max_batch_size and not self._closing:
+            remaining = oldest + self.max_wait_ms / 1000 - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _drop_stale(self) -> None:
+        cancelled, expired = pop_stale(self._queue, time.monotonic())
+        for entry in expired:
+            entry.future.set_exception(
+                DeadlineExceeded("request deadline passed while queued (NMT_REQUEST_TIMEOUT_S)")
+            )
+        if cancelled:
+            self.observer.dropped("cancelled", len(cancelled))
+        if expired:
+            self.observer.dropped("deadline", len(expired))
+
+    async def _compute(self, batch: list[Entry]) -> None:
+        started = time.monotonic()
+        try:
+            results = await asyncio.to_thread(
+                self.translate, [e.text for e in batch], batch[0].options
+            )
+            if len(results) != len(batch):
+                raise RuntimeError(f"translator gave {len(results)} results for {len(batch)} texts")
+        except BaseException as exc:
+            self.observer.batch_done(batch, None, started, time.monotonic())
+            failure = exc if isinstance(exc, Exception) else BatcherClosed("server stopped")
+            for entry in batch:
+                if not entry.future.done():
+                    entry.future.set_exception(failure)
+            if not isinstance(exc, Exception):
+                raise
+            self.on_error(exc)
+            return
+        ended = time.monotonic()
+        self.observer.batch_done(batch, results, started, ended)
+        for entry, result in zip(batch, results, strict=True):
+            if result.error is not None:
+                self.on_error(result.error)
+            if not entry.future.done():
+                entry.future.set_result(
+                    Outcome(result, started - entry.enqueued_at, ended - started)
+                )
+
+    def _fail_queued(self) -> None:
+        while self._queue:
+            entry = self._queue.popleft()
+            if not entry.future.done():
+                entry.future.set_exception(BatcherClosed("the server stopped before translating"))

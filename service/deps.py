@@ -1,0 +1,91 @@
+"""Per-app state and the dependencies routes take it through (override them in tests)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from service.errors import ApiError
+from service.metrics import Metrics
+from service.registry import ModelRegistry
+from service.settings import Settings
+
+
+@dataclass(eq=False)
+class ServiceState:
+    """Everything the app holds between requests; lives on `app.state.service`."""
+
+    settings: Settings
+    metrics: Metrics
+    registry: ModelRegistry = field(default_factory=ModelRegistry)
+    loaded: bool = False  # every model loaded and warmed up
+    draining: bool = False  # shutting down
+    failure: str | None = None  # an unrecoverable model error (e.g. DeviceError)
+
+    @property
+    def ready(self) -> bool:
+        return self.loaded and not self.draining and self.failure is None
+
+
+def get_state(request: Request) -> ServiceState:
+    return cast(ServiceState, request.app.state.service)
+
+
+def get_settings(request: Request) -> Settings:
+    return get_state(request).settings
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    """The loaded models; 503 not_ready until startup has loaded them."""
+    state = get_state(request)
+    if not state.loaded:
+        raise ApiError(
+            503, "not_ready", "models are still loading; see GET /ready", {"Retry-After": "5"}
+        )
+    return state.registry
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+
+
+def check_api_key(request: Request, settings: Settings, body_key: str | None = None) -> None:
+    """Accept `Authorization: Bearer K`, `X-API-Key: K` or a body `api_key` when keys are set.
+
+    Raises:
+        ApiError: 401 missing_api_key / invalid_api_key.
+    """
+    if not settings.api_keys:
+        return
+    auth = request.headers.get("authorization", "")
+    scheme, _, bearer = auth.partition(" ")
+    given = [
+        bearer.strip() if scheme.lower() == "bearer" else "",
+        request.headers.get("x-api-key", ""),
+        body_key or "",
+    ]
+    given = [key for key in given if key]
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if not given:
+        raise ApiError(
+            401,
+            "missing_api_key",
+            "this server needs an API key: "
+            "send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            challenge,
+        )
+    if not any(_same(k, ok) for k in given for ok in settings.api_keys):
+        raise ApiError(401, "invalid_api_key", "the API key is not valid (NMT_API_KEYS)", challenge)
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison (bytes, since compare_digest rejects non-ASCII str)."""
+    return secrets.compare_digest(given.encode(), expected.encode())
+
+
+async def require_api_key(request: Request, settings: SettingsDep) -> None:
+    check_api_key(request, settings)

@@ -1,0 +1,162 @@
+"""LibreTranslate-compatible endpoints, so its existing clients work unchanged.
+
+POST /translate takes `q` (a string or a list), `source`, `target`, `format` ("text" only),
+`api_key` and `alternatives`, as JSON, url-encoded form or multipart form, and answers
+`{"translatedText": ...}` with a string or a list matching `q`. GET /languages lists each
+source language with its targets. `source: "auto"` is accepted when only one source language
+is served for the target. Errors keep this service's shape (`{"error": {"code", "message"}}`).
+"""
+
+from __future__ import annotations
+
+import json
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from service.deps import RegistryDep, SettingsDep, check_api_key
+from service.errors import ApiError
+from service.registry import ModelRegistry
+from service.routes import ERRORS
+from service.schemas import Language, LibreTranslateRequest, LibreTranslateResponse
+from service.translation import check_texts, decode_options, to_translation, translate_texts
+
+router = APIRouter(tags=["LibreTranslate"])
+
+LANGUAGE_NAMES = {
+    "ar": "Arabic", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish",
+    "fr": "French", "it": "Italian", "ja": "Japanese", "nl": "Dutch", "pl": "Polish",
+    "pt": "Portuguese", "ru": "Russian", "tr": "Turkish", "uk": "Ukrainian", "zh": "Chinese",
+}  # fmt: skip
+
+_BODY_DOC = LibreTranslateRequest.model_json_schema()
+_OPENAPI_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _BODY_DOC},
+            "application/x-www-form-urlencoded": {"schema": _BODY_DOC},
+            "multipart/form-data": {"schema": _BODY_DOC},
+        },
+    }
+}
+
+
+@router.post(
+    "/translate",
+    response_model=LibreTranslateResponse,
+    response_model_exclude_none=True,
+    responses=ERRORS,
+    openapi_extra=_OPENAPI_BODY,
+)
+async def translate(
+    request: Request, registry: RegistryDep, settings: SettingsDep
+) -> LibreTranslateResponse:
+    """Translate `q` from `source` to `target`, LibreTranslate style."""
+    try:
+        body = LibreTranslateRequest.model_validate(await read_fields(request))
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+    check_api_key(request, settings, body.api_key)
+    if body.format != "text":
+        raise ApiError(
+            400,
+            "unsupported_format",
+            f"format {body.format!r} is not supported; only 'text' (HTML is not parsed)",
+        )
+    single = isinstance(body.q, str)
+    texts = [body.q] if isinstance(body.q, str) else body.q
+    check_texts(texts, "q", single, settings)
+    loaded = registry.resolve(None, _source(registry, body.source, body.target), body.target)
+    n_best = body.alternatives + 1
+    options = decode_options(loaded.defaults, settings, n_best=n_best)
+    done = await translate_texts(loaded, texts, options, settings, request, "q", single)
+    out = [to_translation(text, n_best, False, False) for text in done.texts]
+    best = [t.text for t in out]
+    alternatives = [[a.text for a in t.alternatives or []] for t in out] if n_best > 1 else None
+    if single:
+        return LibreTranslateResponse(
+            translatedText=best[0], alternatives=alternatives[0] if alternatives else None
+        )
+    return LibreTranslateResponse(translatedText=best, alternatives=alternatives)
+
+
+@router.get("/languages", response_model=list[Language], responses=ERRORS)
+async def languages(registry: RegistryDep) -> list[Language]:
+    """Every source language served, with the languages it translates into."""
+    targets: dict[str, set[str]] = {}
+    for loaded in registry:
+        t = loaded.translator
+        targets.setdefault(t.source_lang, set()).add(t.target_lang)
+    return [
+        Language(code=code, name=LANGUAGE_NAMES.get(code, code), targets=sorted(tgts))
+        for code, tgts in sorted(targets.items())
+    ]
+
+
+def _source(registry: ModelRegistry, source: str, target: str) -> str:
+    if source.lower() != "auto":
+        return source
+    served = [m.translator for m in registry]
+    sources = {t.source_lang for t in served if t.target_lang.lower() == target.lower()}
+    if len(sources) != 1:
+        raise ApiError(
+            400,
+            "unsupported_language_pair",
+            f"source 'auto' needs exactly one source language for target {target!r}; "
+            f"found {sorted(sources) or 'none'}: give source explicitly (GET /languages)",
+        )
+    return sources.pop()
+
+
+async def read_fields(request: Request) -> dict[str, Any]:
+    """The body's fields, from JSON, url-encoded or multipart form data (as LibreTranslate)."""
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";")[0].strip().lower()
+    raw = await request.body()
+    if media == "application/x-www-form-urlencoded":
+        try:
+            return _collect(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            raise ApiError(400, "invalid_form", "form body is not valid UTF-8") from None
+    if media == "multipart/form-data":
+        return _parse_multipart(content_type, raw)
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "validation_error", "request body must be a JSON object or form fields")
+    return data
+
+
+def _parse_multipart(content_type: str, raw: bytes) -> dict[str, Any]:
+    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
+    message = BytesParser(policy=HTTP).parsebytes(head + raw)
+    if not message.is_multipart():
+        raise ApiError(400, "invalid_form", "multipart body could not be parsed")
+    pairs: list[tuple[str, str]] = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True) or b""
+        if isinstance(name, str) and isinstance(payload, bytes):
+            charset = part.get_content_charset() or "utf-8"
+            pairs.append((name, payload.decode(charset, "replace")))
+    return _collect(pairs)
+
+
+def _collect(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Form pairs to a dict; a repeated field (q=a&q=b) becomes a list."""
+    fields: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in fields:
+            prev = fields[name]
+            fields[name] = [*prev, value] if isinstance(prev, list) else [prev, value]
+        else:
+            fields[name] = value
+    return fields

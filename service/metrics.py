@@ -1,0 +1,157 @@
+"""Prometheus metrics, one registry per app (so tests can build many apps in one process).
+
+Request-level numbers come from `MetricsMiddleware`; batch-level numbers come from the batcher
+through `ModelMetrics`, which implements `batching.BatchObserver`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from model import Result
+    from service.batching import Entry
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_RATIOS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9, 1.0)
+
+
+class Metrics:
+    """All of one app's metrics, in their own CollectorRegistry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        reg = self.registry
+        self.requests = Counter(
+            "nmt_requests",
+            "HTTP requests by route and status",
+            ["route", "method", "status"],
+            registry=reg,
+        )
+        self.latency = Histogram(
+            "nmt_request_duration_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=_SECONDS,
+            registry=reg,
+        )
+        self.queue_wait = Histogram(
+            "nmt_queue_wait_seconds",
+            "Time a sentence waited before its batch started",
+            ["model"],
+            buckets=_SECONDS,
+            registry=reg,
+        )
+        self.compute = Histogram(
+            "nmt_batch_compute_seconds",
+            "Model time per batch",
+            ["model"],
+            buckets=_SECONDS,
+            registry=reg,
+        )
+        self.batch_size = Histogram(
+            "nmt_batch_size", "Sentences per batch", ["model"], buckets=_BATCH_SIZES, registry=reg
+        )
+        self.padding = Histogram(
+            "nmt_batch_padding_ratio",
+            "1 - real source tokens / (sentences x longest)",
+            ["model"],
+            buckets=_RATIOS,
+            registry=reg,
+        )
+        self.queue_depth = Gauge("nmt_queue_depth", "Sentences queued", ["model"], registry=reg)
+        self.src_tokens = Counter(
+            "nmt_source_tokens", "Source tokens translated (incl. </s>)", ["model"], registry=reg
+        )
+        self.tgt_tokens = Counter(
+            "nmt_target_tokens", "Target tokens produced (best candidate)", ["model"], registry=reg
+        )
+        self.failed_batches = Counter(
+            "nmt_failed_batches", "Batches whose translation raised", ["model"], registry=reg
+        )
+        self.dropped = Counter(
+            "nmt_dropped_sentences",
+            "Sentences dropped before compute",
+            ["model", "reason"],
+            registry=reg,
+        )
+        self.ready = Gauge("nmt_ready", "1 when every model is loaded and warm", registry=reg)
+
+    def for_model(self, model_id: str) -> ModelMetrics:
+        return ModelMetrics(self, model_id)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class ModelMetrics:
+    """Batch metrics of one model; a `batching.BatchObserver`."""
+
+    def __init__(self, metrics: Metrics, model_id: str) -> None:
+        self._m = metrics
+        self._model = model_id
+
+    def queue_depth(self, depth: int) -> None:
+        self._m.queue_depth.labels(self._model).set(depth)
+
+    def dropped(self, reason: str, count: int) -> None:
+        self._m.dropped.labels(self._model, reason).inc(count)
+
+    def batch_done(
+        self, batch: Sequence[Entry], results: Sequence[Result] | None, started: float, ended: float
+    ) -> None:
+        m, model = self._m, self._model
+        tokens = [e.n_tokens for e in batch]
+        m.batch_size.labels(model).observe(len(batch))
+        m.padding.labels(model).observe(1 - sum(tokens) / (max(tokens) * len(tokens)))
+        m.compute.labels(model).observe(ended - started)
+        for entry in batch:
+            m.queue_wait.labels(model).observe(started - entry.enqueued_at)
+        if results is None:
+            m.failed_batches.labels(model).inc()
+            return
+        m.src_tokens.labels(model).inc(sum(tokens))
+        produced = sum(len(r.candidates[0].tokens) for r in results if r.candidates)
+        m.tgt_tokens.labels(model).inc(produced)
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware counting requests and timing them by route template."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless a response starts
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")  # bounded label values
+            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)

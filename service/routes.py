@@ -1,0 +1,97 @@
+"""The native API: POST /v1/translate, GET /v1/models, /health, /ready, /metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from service.deps import RegistryDep, SettingsDep, StateDep, require_api_key
+from service.errors import error_response
+from service.registry import model_info
+from service.schemas import (
+    ErrorBody,
+    ModelList,
+    Status,
+    Timing,
+    TranslateRequest,
+    TranslateResponse,
+)
+from service.translation import check_texts, decode_options, to_translation, translate_texts
+
+router = APIRouter()
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (400, 401, 404, 422, 503, 504)
+}
+
+
+@router.post(
+    "/v1/translate",
+    response_model=TranslateResponse,
+    response_model_exclude_none=True,
+    dependencies=[Depends(require_api_key)],
+    responses=ERRORS,
+    tags=["translate"],
+)
+async def translate(
+    body: TranslateRequest, request: Request, registry: RegistryDep, settings: SettingsDep
+) -> TranslateResponse:
+    """Translate one text or a list of texts; long texts are split into sentences."""
+    started = time.perf_counter()
+    single = body.texts is None
+    field = "text" if single else "texts"
+    check_texts(body.inputs, field, single, settings)
+    loaded = registry.resolve(body.model, body.source, body.target)
+    options = decode_options(
+        loaded.defaults,
+        settings,
+        beam_size=body.beam_size,
+        n_best=body.n_best,
+        max_length=body.max_length,
+        return_alignment=body.return_alignment,
+    )
+    done = await translate_texts(loaded, body.inputs, options, settings, request, field, single)
+    translations = [
+        to_translation(text, body.n_best, body.return_scores, body.return_alignment)
+        for text in done.texts
+    ]
+    timing = Timing(
+        queue_ms=round(done.queue_s * 1000, 3),
+        compute_ms=round(done.compute_s * 1000, 3),
+        total_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+    return TranslateResponse(model=loaded.id, translations=translations, timing=timing)
+
+
+@router.get("/v1/models", response_model=ModelList, responses=ERRORS, tags=["models"])
+async def models(registry: RegistryDep) -> ModelList:
+    """The loaded models: languages, architecture, decoding defaults, checksum, metrics."""
+    return ModelList(models=[model_info(loaded) for loaded in registry])
+
+
+@router.get("/health", response_model=Status, tags=["ops"])
+async def health() -> Status:
+    """Liveness: the process is up and answering (models may still be loading)."""
+    return Status(status="ok")
+
+
+@router.get("/ready", response_model=Status, responses={503: {"model": ErrorBody}}, tags=["ops"])
+async def ready(state: StateDep) -> Status | JSONResponse:
+    """Readiness: 200 only when every model is loaded and warm and nothing has failed."""
+    if state.failure is not None:
+        return error_response(503, "device_error", f"a model failed: {state.failure}")
+    if state.draining:
+        return error_response(503, "draining", "the server is shutting down")
+    if not state.loaded:
+        return error_response(503, "not_ready", "models are still loading")
+    return Status(status="ready", models=[loaded.id for loaded in state.registry])
+
+
+@router.get("/metrics", tags=["ops"])
+async def metrics(state: StateDep) -> Response:
+    """Prometheus exposition format."""
+    body, content_type = state.metrics.render()
+    return Response(body, media_type=content_type)

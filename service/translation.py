@@ -1,0 +1,207 @@
+"""From request texts to translations: limits, sentence splitting, batching, reassembly.
+
+Shared by /v1/translate and the LibreTranslate endpoint. Every sentence of every text of a
+request goes to the batcher at once, so they share batches with each other and with other
+requests; the translations are put back into each text's original layout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from fastapi import Request
+
+from model import DecodeOptions, InputTooLong, Result
+from service import splitter
+from service.errors import ApiError
+from service.registry import LoadedModel
+from service.schemas import Alternative, SentenceAlignment, Translation
+from service.settings import Settings
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TextResult:
+    """One input text: its sentence split and one Result per sentence."""
+
+    parts: splitter.Split
+    results: list[Result]
+
+
+@dataclass(frozen=True)
+class Batched:
+    texts: list[TextResult]
+    queue_s: float  # the longest any sentence waited
+    compute_s: float  # the longest batch involved
+
+
+def _name(field: str, index: int, single: bool) -> str:
+    return field if single else f"{field}[{index}]"
+
+
+def check_texts(texts: Sequence[str], field: str, single: bool, settings: Settings) -> None:
+    """Count and size limits that come from Settings (422 naming the setting)."""
+    if len(texts) > settings.max_texts:
+        raise ApiError(
+            422,
+            "too_many_texts",
+            f"{field} has {len(texts)} items; limit is {settings.max_texts} (NMT_MAX_TEXTS)",
+        )
+    for i, text in enumerate(texts):
+        if len(text) > settings.max_text_chars:
+            raise ApiError(
+                422,
+                "text_too_long",
+                f"{_name(field, i, single)} has {len(text)} characters; "
+                f"limit is {settings.max_text_chars} (NMT_MAX_TEXT_CHARS)",
+            )
+
+
+def decode_options(
+    defaults: DecodeOptions,
+    settings: Settings,
+    *,
+    beam_size: int | None = None,
+    n_best: int = 1,
+    max_length: int | None = None,
+    return_alignment: bool = False,
+) -> DecodeOptions:
+    """The request's DecodeOptions on top of the model's defaults, checked against NMT_MAX_BEAM."""
+    beam = beam_size if beam_size is not None else max(defaults.beam_size, n_best)
+    if not 1 <= beam <= settings.max_beam:
+        raise ApiError(
+            422,
+            "beam_size_out_of_range",
+            f"beam_size is {beam}; allowed: 1 to {settings.max_beam} (NMT_MAX_BEAM)",
+        )
+    if not 1 <= n_best <= beam:
+        raise ApiError(
+            422, "n_best_out_of_range", f"n_best is {n_best}; allowed: 1 to beam_size ({beam})"
+        )
+    return dataclasses.replace(
+        defaults,
+        beam_size=beam,
+        n_best=n_best,
+        max_length=max_length if max_length is not None else defaults.max_length,
+        return_attention=return_alignment,
+    )
+
+
+async def translate_texts(
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    options: DecodeOptions,
+    settings: Settings,
+    request: Request,
+    field: str = "texts",
+    single: bool = False,
+) -> Batched:
+    """Split, check sentence lengths, translate every sentence in shared batches, regroup."""
+    splits = [splitter.split(text) for text in texts]
+    sentences = [s for parts in splits for s in parts.sentences]
+    counts = [loaded.translator.count_tokens(s) for s in sentences]
+    _check_tokens(splits, counts, field, single, settings.max_input_tokens)
+    if not sentences:
+        return Batched([TextResult(parts, []) for parts in splits], 0.0, 0.0)
+    work = loaded.batcher.submit(sentences, counts, options, settings.request_timeout_s)
+    outcomes = await unless_disconnected(work, request)
+    results = [outcome.result for outcome in outcomes]
+    grouped: list[TextResult] = []
+    for i, parts in enumerate(splits):
+        mine, results = results[: len(parts.sentences)], results[len(parts.sentences) :]
+        _raise_first_error(mine, _name(field, i, single))
+        grouped.append(TextResult(parts, mine))
+    return Batched(
+        grouped,
+        max(o.queue_s for o in outcomes),
+        max(o.compute_s for o in outcomes),
+    )
+
+
+def _check_tokens(
+    splits: list[splitter.Split], counts: list[int], field: str, single: bool, limit: int
+) -> None:
+    flat = [(i, j) for i, parts in enumerate(splits) for j in range(len(parts.sentences))]
+    for (i, j), n_tokens in zip(flat, counts, strict=True):
+        if n_tokens > limit:
+            raise ApiError(
+                422,
+                "input_too_long",
+                f"{_name(field, i, single)} sentence {j + 1} has {n_tokens} tokens; "
+                f"limit is {limit} (NMT_MAX_INPUT_TOKENS)",
+            )
+
+
+def _raise_first_error(results: list[Result], name: str) -> None:
+    for j, result in enumerate(results):
+        error = result.error
+        if isinstance(error, InputTooLong):
+            raise ApiError(
+                422,
+                error.code,
+                f"{name} sentence {j + 1} has {error.n_tokens} tokens; "
+                f"limit is {error.limit} (NMT_MAX_INPUT_TOKENS)",
+            )
+        if error is not None:
+            raise error
+
+
+async def unless_disconnected(work: Awaitable[T], request: Request) -> T:
+    """Await `work`, cancelling it (and so dropping queued sentences) if the client goes away."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and watcher.result():
+            raise ApiError(499, "client_closed_request", "the client closed the connection")
+        return await task
+    finally:
+        watcher.cancel()
+        task.cancel()
+
+
+async def _disconnected(request: Request) -> bool:
+    # The body has been read by now, so the next ASGI message is the disconnect (servers send
+    # it when the client goes, or when the response is complete).
+    message = await request.receive()
+    return bool(message["type"] == "http.disconnect")
+
+
+def to_translation(
+    text: TextResult, n_best: int, return_scores: bool, return_alignment: bool
+) -> Translation:
+    """The API's view of one text: translation, mean score, alternatives, alignment."""
+    parts, results = text.parts, text.results
+    out = Translation(text=splitter.join(parts, [r.text for r in results]))
+    if return_scores:
+        out.score = _mean([r.candidates[0].score for r in results])
+    if n_best > 1:
+        out.alternatives = []
+        for k in range(1, n_best):
+            picked = [r.candidates[min(k, len(r.candidates) - 1)] for r in results]
+            alt = splitter.join(parts, [c.text for c in picked])
+            score = _mean([c.score for c in picked]) if return_scores else None
+            out.alternatives.append(Alternative(text=alt, score=score))
+    if return_alignment:
+        out.alignment = [
+            SentenceAlignment(
+                source=source,
+                translation=r.text,
+                source_tokens=list(r.source_tokens),
+                target_tokens=list(r.candidates[0].tokens),
+                weights=r.candidates[0].attention or [],
+            )
+            for source, r in zip(parts.sentences, results, strict=True)
+        ]
+    return out
+
+
+def _mean(scores: list[float]) -> float | None:
+    finite = [s for s in scores if math.isfinite(s)]
+    return round(sum(finite) / len(finite), 6) if finite else None

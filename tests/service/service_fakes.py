@@ -1,0 +1,104 @@
+"""A fake translator (echo) that records its batches, and helpers to build apps around it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from model import Candidate, DecodeOptions, ModelConfig, ModelError, Result
+from service.app import create_app
+from service.settings import Settings
+
+DEFAULT_OPTIONS = DecodeOptions()
+SIGNATURE = "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.4.0"
+
+
+class FakeTranslator:
+    """Translates every text to itself. Candidate k > 0 is `text ~k`, scored -0.5 - k.
+
+    `gate` (a threading.Event, open by default) holds batches while cleared; `fail_on`
+    makes a batch raise when one of its texts contains the string; `errors` gives a
+    per-sentence Result.error for exact texts.
+    """
+
+    def __init__(self, model_id: str = "fake-en-de", source: str = "en", target: str = "de"):
+        self.model_id = model_id
+        self.source_lang = source
+        self.target_lang = target
+        self.config = ModelConfig(src_vocab_size=50, tgt_vocab_size=50, emb_size=8, hidden_size=16)
+        self.metadata: dict[str, Any] = {
+            "source_lang": source,
+            "target_lang": target,
+            "metrics": {"test": {"bleu": 36.1, "chrf": 60.2, "signature": SIGNATURE}},
+        }
+        self.checksum = "ab" * 32
+        self.quantize = "none"
+        self.device = "cpu"
+        self.batches: list[tuple[list[str], DecodeOptions]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.fail_on: str | None = None
+        self.failure: Exception = RuntimeError("boom")
+        self.errors: dict[str, ModelError] = {}
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(texts) for texts, _ in self.batches]
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split()) + 1
+
+    def translate(
+        self, texts: Sequence[str], options: DecodeOptions = DEFAULT_OPTIONS
+    ) -> list[Result]:
+        self.batches.append((list(texts), options))
+        assert self.gate.wait(timeout=10), "test left the gate closed"
+        if self.fail_on is not None and any(self.fail_on in t for t in texts):
+            raise self.failure
+        return [self._result(t, options) for t in texts]
+
+    def _result(self, text: str, options: DecodeOptions) -> Result:
+        source = (*text.split(), "</s>")
+        if text in self.errors:
+            return Result(candidates=(), source_tokens=source, error=self.errors[text])
+        candidates = []
+        for k in range(options.n_best):
+            out = text if k == 0 else f"{text} ~{k}"
+            tokens = tuple(out.split())
+            attention = None
+            if options.return_attention:
+                attention = [[1 / len(source)] * len(source) for _ in range(len(tokens) + 1)]
+            candidates.append(Candidate(out, -0.5 - k, tokens, attention))
+        return Result(candidates=tuple(candidates), source_tokens=source)
+
+
+def make_settings(*fakes: FakeTranslator, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"max_wait_ms": 1.0, "models": [_path(f) for f in fakes]}
+    values.update(overrides)
+    return Settings(**values)
+
+
+def make_app(*fakes: FakeTranslator, **overrides: Any) -> FastAPI:
+    """An app serving `fakes` (default: one FakeTranslator) with Settings `overrides`."""
+    fakes = fakes or (FakeTranslator(),)
+    by_path = {_path(f): f for f in fakes}
+    return create_app(make_settings(*fakes, **overrides), lambda path, _: by_path[path])
+
+
+def _path(fake: FakeTranslator) -> Path:
+    return Path("/bundles") / fake.model_id
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll `condition` every millisecond (the worker thread changes state we watch)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.001)

@@ -1,0 +1,209 @@
+"""Every class of bad input gets its status, code and a message naming the limit; then the
+service keeps serving."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from service_fakes import FakeTranslator, make_app
+
+from model import DeviceError
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    app = make_app(FakeTranslator(), max_texts=64, max_text_chars=100, max_input_tokens=12)
+    with TestClient(app) as c:
+        yield c
+
+
+def assert_error(response: httpx.Response, status: int, code: str, *phrases: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert body["error"]["code"] == code
+    message: str = body["error"]["message"]
+    for phrase in phrases:
+        assert phrase in message, message
+    assert "Traceback" not in message
+    return message
+
+
+def assert_still_serving(client: TestClient) -> None:
+    response = client.post("/v1/translate", json={"text": "still here"})
+    assert response.status_code == 200
+    assert response.json()["translations"][0]["text"] == "still here"
+
+
+BAD_BODIES: list[tuple[str, Any, int, str, list[str]]] = [
+    ("malformed JSON", b'{"text": "hi"', 400, "invalid_json", ["not valid JSON"]),
+    ("not an object", [1, 2], 422, "validation_error", ["request body", "got list"]),
+    ("text not a string", {"text": 5}, 422, "validation_error", ["text: ", "got int"]),
+    ("texts item type", {"texts": ["a", 2]}, 422, "validation_error", ["texts[1]", "got int"]),
+    ("texts a string", {"texts": "a"}, 422, "validation_error", ["texts: ", "valid list"]),
+    ("beam as string", {"text": "a", "beam_size": "5"}, 422, "validation_error", ["beam_size"]),
+    ("empty list", {"texts": []}, 422, "validation_error", ["texts: ", "at least 1"]),
+    ("both inputs", {"text": "a", "texts": ["b"]}, 422, "validation_error", ["exactly one"]),
+    ("no input", {}, 422, "validation_error", ["exactly one"]),
+    ("unknown field", {"text": "a", "beam": 2}, 422, "validation_error", ["'beam'", "allowed: "]),
+    ("beam zero", {"text": "a", "beam_size": 0}, 422, "validation_error",
+     ["beam_size: ", "greater than or equal to 1"]),
+    ("n_best zero", {"text": "a", "n_best": 0}, 422, "validation_error", ["n_best"]),
+    ("max_length", {"text": "a", "max_length": 10**6}, 422, "validation_error", ["max_length"]),
+    (
+        "too many texts",
+        {"texts": ["a"] * 80},
+        422,
+        "too_many_texts",
+        ["texts has 80 items; limit is 64 (NMT_MAX_TEXTS)"],
+    ),
+    (
+        "text too long",
+        {"texts": ["ok", "x" * 101]},
+        422,
+        "text_too_long",
+        ["texts[1] has 101 characters; limit is 100 (NMT_MAX_TEXT_CHARS)"],
+    ),
+    (
+        "sentence too many tokens",
+        {"text": "Short one. " + "W " * 20 + "end."},
+        422,
+        "input_too_long",
+        ["text sentence 2 has 22 tokens; limit is 12 (NMT_MAX_INPUT_TOKENS)"],
+    ),
+    (
+        "beam too large",
+        {"text": "a", "beam_size": 9},
+        422,
+        "beam_size_out_of_range",
+        ["beam_size is 9; allowed: 1 to 8 (NMT_MAX_BEAM)"],
+    ),
+    ("n_best > beam", {"text": "a", "beam_size": 2, "n_best": 3}, 422, "validation_error",
+     ["n_best is 3; it must not exceed beam_size"]),
+    ("n_best > max beam", {"text": "a", "n_best": 9}, 422, "beam_size_out_of_range",
+     ["(NMT_MAX_BEAM)"]),
+    ("unknown model", {"text": "a", "model": "xx"}, 404, "model_not_found",
+     ["unknown model 'xx'; available: fake-en-de"]),
+    ("unknown pair", {"text": "a", "source": "fr", "target": "de"}, 400,
+     "unsupported_language_pair", ["fr->de", "available pairs: en->de (fake-en-de)"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "phrases"),
+    [case[1:] for case in BAD_BODIES],
+    ids=[case[0] for case in BAD_BODIES],
+)
+def test_bad_input(
+    client: TestClient, body: Any, status: int, code: str, phrases: list[str]
+) -> None:
+    if isinstance(body, bytes):
+        response = client.post(
+            "/v1/translate", content=body, headers={"content-type": "application/json"}
+        )
+    else:
+        response = client.post("/v1/translate", json=body)
+    assert_error(response, status, code, *phrases)
+    assert_still_serving(client)
+
+
+def test_unknown_route_and_wrong_method(client: TestClient) -> None:
+    assert_error(client.get("/v2/nothing"), 404, "not_found", "GET /v2/nothing")
+    response = client.get("/v1/translate")
+    assert_error(response, 405, "method_not_allowed", "allowed: POST")
+    assert response.headers["allow"] == "POST"
+    assert_still_serving(client)
+
+
+def test_api_keys() -> None:
+    with TestClient(make_app(FakeTranslator(), api_keys=["s3cret", "other"])) as client:
+        body = {"text": "hi"}
+        missing = client.post("/v1/translate", json=body)
+        assert_error(missing, 401, "missing_api_key", "Authorization: Bearer", "X-API-Key")
+        assert missing.headers["www-authenticate"] == "Bearer"
+        wrong = client.post("/v1/translate", json=body, headers={"X-API-Key": "nope"})
+        assert_error(wrong, 401, "invalid_api_key", "NMT_API_KEYS")
+        odd = client.post("/v1/translate", json=body, headers={"X-API-Key": "ключ".encode()})
+        assert odd.status_code == 401
+        ok = [{"Authorization": "Bearer s3cret"}, {"X-API-Key": "other"}]
+        for headers in ok:
+            assert client.post("/v1/translate", json=body, headers=headers).status_code == 200
+        assert client.get("/ready").status_code == 200  # ops endpoints stay open
+        assert client.get("/v1/models").status_code == 200
+
+
+def test_full_queue_answers_503_with_retry_after() -> None:
+    fake = FakeTranslator()
+    with TestClient(make_app(fake, max_queue=1, max_batch_size=1)) as client:
+        fake.gate.clear()
+        threads = [
+            threading.Thread(target=client.post, args=("/v1/translate",), kwargs={"json": j})
+            for j in ({"text": "computing"}, {"text": "queued"})
+        ]
+        threads[0].start()
+        wait_for(lambda: fake.batches[-1][0] == ["computing"])
+        threads[1].start()
+        depth = 'nmt_queue_depth{model="fake-en-de"} 1.0'
+        wait_for(lambda: depth in client.get("/metrics").text)
+        full = client.post("/v1/translate", json={"text": "rejected"})
+        assert_error(full, 503, "queue_full", "limit is 1 (NMT_MAX_QUEUE)")
+        assert full.headers["retry-after"] == "1"
+        fake.gate.set()
+        for thread in threads:
+            thread.join()
+        assert_still_serving(client)
+
+
+def test_deadline_answers_504() -> None:
+    fake = FakeTranslator()
+    with TestClient(make_app(fake, request_timeout_s=0.05)) as client:
+        fake.gate.clear()
+        try:
+            late = client.post("/v1/translate", json={"text": "slow"})
+        finally:
+            fake.gate.set()
+        assert_error(late, 504, "deadline_exceeded", "0.05 s (NMT_REQUEST_TIMEOUT_S)")
+        assert_still_serving(client)
+
+
+def test_model_crash_is_a_logged_500_without_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeTranslator()
+    with TestClient(make_app(fake), raise_server_exceptions=False) as client:
+        fake.fail_on = "crash"
+        response = client.post("/v1/translate", json={"text": "crash now"})
+        message = assert_error(response, 500, "internal_error")
+        assert "boom" not in message
+        assert any("boom" in str(r.exc_info) for r in caplog.records if r.exc_info)
+        assert_still_serving(client)
+
+
+def test_device_error_answers_503_and_flips_ready() -> None:
+    fake = FakeTranslator()
+    with TestClient(make_app(fake)) as client:
+        fake.errors["gpu"] = DeviceError("CUDA error: an illegal memory access")
+        assert_error(client.post("/v1/translate", json={"text": "gpu"}), 503, "device_error")
+        ready = client.get("/ready")
+        assert_error(ready, 503, "device_error", "illegal memory access")
+
+
+def test_translator_input_too_long_is_422_with_the_sentence(client: TestClient) -> None:
+    from model import InputTooLong
+
+    fake = FakeTranslator()
+    fake.errors["Second."] = InputTooLong(300, 256, 0)
+    with TestClient(make_app(fake)) as c:
+        response = c.post("/v1/translate", json={"texts": ["ok", "First. Second."]})
+        assert_error(response, 422, "input_too_long", "texts[1] sentence 2 has 300 tokens")
+
+
+def wait_for(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.002)

@@ -36,12 +36,19 @@ class Seq2Seq(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Uniform(-0.1, 0.1) everywhere (as OpenNMT does for LSTMs), zero padding embedding."""
-        for param in self.parameters():
-            nn.init.uniform_(param, -0.1, 0.1)
-        with torch.no_grad():
-            self.encoder.embedding.weight[PAD_ID].zero_()
-            self.decoder.embedding.weight[PAD_ID].zero_()
+        """PyTorch's default LSTM/Linear init; embeddings N(0, 1/emb_size), padding row zero.
+
+        The small embedding scale keeps tied output logits near zero at the start. Uniform
+        (-0.1, 0.1) everywhere (OpenNMT's default) left small models with vanishing attention
+        gradients: they learned a unigram language model and never started to copy.
+        """
+        for module in self.modules():
+            if isinstance(module, nn.LSTM | nn.Linear):
+                module.reset_parameters()
+        for emb in {self.encoder.embedding, self.decoder.embedding}:
+            nn.init.normal_(emb.weight, 0.0, self.config.emb_size**-0.5)
+            with torch.no_grad():
+                emb.weight[PAD_ID].zero_()
 
     def encode(self, src_ids: Tensor, src_lens: Tensor) -> EncoderOutput:
         """(B, S) padded source ids and (B,) lengths -> encoder output for the decoder."""

@@ -170,6 +170,7 @@ class LoopConfig:
 
     max_steps: int | None = None
     max_epochs: int | None = 30
+    max_minutes: float | None = None  # wall-clock budget of training steps (resumes add up)
     batch_tokens: int = 4096
     bucket_width: int = 8
     log_every: int = 100
@@ -182,8 +183,8 @@ class LoopConfig:
 
     def __post_init__(self) -> None:
         _require(
-            self.max_steps is not None or self.max_epochs is not None,
-            "set max_steps or max_epochs (or both); otherwise training never stops",
+            any(v is not None for v in (self.max_steps, self.max_epochs, self.max_minutes)),
+            "set max_steps, max_epochs or max_minutes; otherwise training never stops",
         )
         for name in ("max_steps", "max_epochs", "patience"):
             value = getattr(self, name)

@@ -1,0 +1,93 @@
+"""Training checkpoints: everything a run needs to continue exactly where it stopped.
+
+A checkpoint holds the model, optimizer, scheduler, the run's counters (TrainState), the batch
+iterator's position and every RNG state. It is written to a temporary file, fsynced and renamed,
+so a crash mid-write never leaves a truncated checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to ``path`` via a temporary file, fsync and rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Load a checkpoint this project wrote (it holds RNG states, so it is unpickled)."""
+    data: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    return data
+
+
+def step_checkpoints(ckpt_dir: Path) -> list[Path]:
+    """``step_N.pt`` files, oldest first."""
+    found = [
+        (int(m.group(1)), p) for p in ckpt_dir.glob("step_*.pt") if (m := STEP_FILE.match(p.name))
+    ]
+    return [p for _, p in sorted(found)]
+
+
+def prune(ckpt_dir: Path, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` step checkpoints (best.pt is kept apart)."""
+    for old in step_checkpoints(ckpt_dir)[:-keep_last] if keep_last > 0 else []:
+        old.unlink(missing_ok=True)
+
+
+def latest(ckpt_dir: Path) -> Path | None:
+    """The checkpoint to resume from: ``last.pt``, else the newest step checkpoint."""
+    last = ckpt_dir / "last.pt"
+    if last.is_file():
+        return last
+    steps = step_checkpoints(ckpt_dir)
+    return steps[-1] if steps else None
+
+
+def average_weights(paths: list[Path]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of the model weights of several checkpoints."""
+    total: dict[str, torch.Tensor] = {}
+    for path in paths:
+        weights = load(path)["model"]
+        for name, tensor in weights.items():
+            total[name] = total.get(name, 0) + tensor.float()
+    return {name: tensor / len(paths) for name, tensor in total.items()}

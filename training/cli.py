@@ -1,0 +1,90 @@
+"""Subcommands ``nmt data|train|evaluate|export``, registered with ``nmt`` by entry point.
+
+Each handler parses its arguments and calls one function; the heavy imports happen inside the
+handlers so that ``nmt --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+Subparsers = argparse._SubParsersAction  # noqa: SLF001 - argparse has no public name for it
+
+
+def run_data(args: argparse.Namespace) -> int:
+    from training.download import fetch_multi30k
+
+    for path in fetch_multi30k(args.dest, source_dir=args.source_dir, base_url=args.base_url):
+        print(path)  # noqa: T201 - the command's output is the list of files
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from training.config import load_config
+    from training.loop import train
+
+    train(load_config(args.config, args.overrides), resume=args.resume)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from model import DecodeOptions, Translator
+    from training.evaluate import evaluate_files
+
+    translator = Translator.from_dir(
+        args.model, quantize=args.quantize, batch_tokens=args.batch_tokens
+    )
+    options = DecodeOptions(beam_size=args.beam)
+    scores = evaluate_files(translator, args.src, args.ref, options, args.hyp)
+    print(f"BLEU {scores.bleu:.2f}  {scores.bleu_signature}")  # noqa: T201
+    print(f"chrF {scores.chrf:.2f}  {scores.chrf_signature}")  # noqa: T201
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from training.export import export
+
+    export(args.run_dir, args.out, args.average_last, args.dtype, not args.no_eval, args.model_id)
+    return 0
+
+
+def add_commands(subparsers: Subparsers) -> None:
+    data = subparsers.add_parser("data", help="fetch a corpus")
+    data.add_argument("corpus", choices=["multi30k"])
+    data.add_argument("--dest", type=Path, required=True, help="directory for the files")
+    data.add_argument("--from", dest="source_dir", type=Path, help="copy from a local folder")
+    data.add_argument("--base-url", help="download from here (env NMT_MULTI30K_URL)")
+    data.set_defaults(func=run_data)
+
+    train = subparsers.add_parser("train", help="train a model from a YAML config")
+    train.add_argument("config", type=Path)
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.lr=5e-4",
+    )
+    train.set_defaults(func=run_train)
+
+    evaluate = subparsers.add_parser("evaluate", help="BLEU and chrF of a bundle on a test set")
+    evaluate.add_argument("--model", type=Path, required=True)
+    evaluate.add_argument("--src", type=Path, required=True)
+    evaluate.add_argument("--ref", type=Path, required=True)
+    evaluate.add_argument("--beam", type=int, default=5)
+    evaluate.add_argument("--hyp", type=Path, default=None, help="write the hypotheses here")
+    evaluate.add_argument("--quantize", choices=["none", "int8"], default="none")
+    evaluate.add_argument("--batch-tokens", type=int, default=8192)
+    evaluate.set_defaults(func=run_evaluate)
+
+    export = subparsers.add_parser("export", help="write the model bundle of a training run")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--average-last", type=int, default=None, metavar="N")
+    export.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32")
+    export.add_argument("--no-eval", action="store_true", help="skip valid/test evaluation")
+    export.add_argument("--model-id", default=None)
+    export.set_defaults(func=run_export)

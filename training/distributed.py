@@ -1,0 +1,66 @@
+"""Multi-process data parallelism under ``torchrun`` (gloo on CPU, NCCL on GPU).
+
+Each rank reads its own shard of the batches; only rank 0 writes checkpoints and logs.
+Without torchrun's environment variables everything here is a single-process no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init(device_type: str) -> DistInfo:
+    """Join the process group torchrun describes through RANK / WORLD_SIZE / LOCAL_RANK."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+    if device_type == "cuda":
+        torch.cuda.set_device(info.local_rank)
+    return info
+
+
+def sum_all(value: float, info: DistInfo, device: torch.device) -> float:
+    """Sum a number over all ranks (identity when running alone)."""
+    if not info.enabled:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return float(tensor.item())
+
+
+def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every rank when it is True on any rank (stop signals, early stopping)."""
+    return sum_all(float(flag), info, device) > 0
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def shutdown(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()

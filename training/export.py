@@ -1,0 +1,150 @@
+"""Training run -> inference bundle, with validation and test metrics in its metadata."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model import DecodeOptions, ModelConfig, Seq2Seq, Tokenizer, save_bundle
+from model.bundle import DTYPES
+from training import checkpoint
+from training.config import TrainConfig, load_config
+from training.corpus import read_pairs
+from training.evaluate import score, translate_all, translator_for
+from training.prepare import spm_files
+
+log = logging.getLogger(__name__)
+
+
+def pick_weights(
+    ckpt_dir: Path, average_last: int | None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
+    """(weights, saved checkpoint, description): the best checkpoint or the mean of the last N."""
+    if average_last:
+        paths = checkpoint.step_checkpoints(ckpt_dir)[-average_last:]
+        if not paths:
+            raise FileNotFoundError(f"no step checkpoints in {ckpt_dir}")
+        saved = checkpoint.load(paths[-1])
+        return (
+            checkpoint.average_weights(paths),
+            saved,
+            "average of " + ", ".join(p.name for p in paths),
+        )
+    path = ckpt_dir / "best.pt"
+    if not path.is_file():
+        path = checkpoint.latest(ckpt_dir) or path
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint in {ckpt_dir}; train first")
+    saved = checkpoint.load(path)
+    return saved["model"], saved, path.name
+
+
+def hardware() -> dict[str, Any]:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def data_description(cfg: TrainConfig) -> dict[str, Any]:
+    """The training files and their SHA-256, so a bundle says exactly what it learned from."""
+    files = {}
+    for value in cfg.data.split("train").values():
+        if value:
+            files[Path(value).name] = hashlib.sha256(Path(value).read_bytes()).hexdigest()
+    return {
+        "train_files": files,
+        "source_lang": cfg.data.source_lang,
+        "target_lang": cfg.data.target_lang,
+    }
+
+
+def evaluate_splits(
+    model: Seq2Seq, tokenizer: Tokenizer, cfg: TrainConfig, beams: tuple[int, ...]
+) -> dict[str, Any]:
+    """BLEU/chrF of the valid and test splits for each beam size, e.g. {"test": {"beam5": ...}}."""
+    translator = translator_for(model, tokenizer, batch_tokens=8192, max_input_tokens=10_000)
+    metrics: dict[str, Any] = {}
+    for split in ("valid", "test"):
+        if not cfg.data.has_split(split):
+            continue
+        pairs = read_pairs(**cfg.data.split(split))
+        sources, refs = [s for s, _ in pairs], [t for _, t in pairs]
+        for beam in beams:
+            options = DecodeOptions(beam_size=beam, length_penalty=cfg.eval.length_penalty)
+            scores = score(translate_all(translator, sources, options), refs)
+            metrics.setdefault(split, {})[f"beam{beam}"] = {
+                **scores.as_dict(),
+                "sentences": len(pairs),
+            }
+            log.info("%s beam=%d %s", split, beam, scores)
+    return metrics
+
+
+def export(
+    run_dir: str | Path,
+    out: str | Path,
+    average_last: int | None = None,
+    dtype: str = "fp32",
+    evaluate: bool = True,
+    model_id: str | None = None,
+) -> Path:
+    """Write the bundle for ``run_dir`` to ``out``; returns ``out``."""
+    run = Path(run_dir)
+    cfg = load_config(run / "config.yaml")
+    weights, saved, source = pick_weights(run / "checkpoints", average_last)
+    model = Seq2Seq(ModelConfig.from_dict(saved["model_config"]))
+    model.load_state_dict(weights)
+    # Evaluate the weights as the bundle will hold them (fp16/bf16 rounding included).
+    model = model.to(DTYPES[dtype]).float().eval()
+    tokenizer = Tokenizer(*spm_files(run, cfg.tokenizer.joint))
+    state = saved.get("state", {})
+    metadata: dict[str, Any] = {
+        "model_id": model_id or Path(out).name,
+        "source_lang": cfg.data.source_lang,
+        "target_lang": cfg.data.target_lang,
+        "checkpoint": source,
+        "data": data_description(cfg),
+        "training": {
+            "steps": state.get("step"),
+            "target_tokens": state.get("tokens"),
+            "wall_clock_s": round(state.get("elapsed", 0.0), 1),
+            "best_step": state.get("best_step"),
+            "hardware": hardware(),
+            "git_sha": git_sha(),
+        },
+        "decoding": {"beam_size": cfg.eval.beam_size, "length_penalty": cfg.eval.length_penalty},
+        "metrics": evaluate_splits(model, tokenizer, cfg, (1, 5)) if evaluate else {},
+    }
+    path = save_bundle(out, model, tokenizer, metadata, dtype)
+    log.info("wrote %s (%s, %s)", path, source, dtype)
+    return path

@@ -1,0 +1,99 @@
+"""Many clients at once: same answers as one at a time, served in shared batches."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from service_fakes import FakeTranslator, make_app, metric, serving, wait_until
+
+WORDS = ["dog", "cat", "house", "street", "bicycle", "river", "child", "ball"]
+SENTENCES = [f"A {WORDS[i % 8]} number {i} is here." for i in range(64)]
+
+
+async def translate(client: httpx.AsyncClient, text: str) -> str:
+    response = await client.post("/v1/translate", json={"text": text, "beam_size": 1})
+    assert response.status_code == 200, response.text
+    return str(response.json()["translations"][0]["text"])
+
+
+def test_64_concurrent_requests_match_one_by_one_and_share_batches() -> None:
+    async def test() -> None:
+        fake = FakeTranslator()
+        async with serving(make_app(fake, max_wait_ms=5)) as client:
+            alone = [await translate(client, s) for s in SENTENCES]
+            together = await asyncio.gather(*(translate(client, s) for s in SENTENCES))
+            metrics = (await client.get("/metrics")).text
+        assert together == alone == SENTENCES
+        labels = {"model": "fake-en-de"}
+        batches = metric(metrics, "nmt_batch_size_count", **labels)
+        singles = metric(metrics, "nmt_batch_size_bucket", le="1.0", **labels)
+        assert batches - singles >= 1  # batches larger than one were formed
+        assert batches < 2 * 64  # fewer batches than requests
+        assert max(fake.sizes) > 1
+
+    asyncio.run(test())
+
+
+def test_a_disconnected_client_is_dropped_before_compute() -> None:
+    async def test() -> None:
+        fake = FakeTranslator()
+        app = make_app(fake)
+        async with serving(app) as client:
+            batcher = next(iter(app.state.service.registry)).batcher
+            fake.gate.clear()
+            busy = asyncio.create_task(translate(client, "computing"))
+            await wait_until(lambda: fake.batches[-1][0] == ["computing"])
+            gone = asyncio.Event()
+            sent: list[dict[str, object]] = []
+            request = asyncio.create_task(
+                app(SCOPE, _receive(b'{"text": "gone"}', gone), _send(sent))
+            )
+            await wait_until(lambda: batcher.depth == 1)
+            gone.set()  # the client hangs up while its sentence is queued
+            await request
+            assert sent[0]["status"] == 499  # nobody reads it; logged and counted as such
+            fake.gate.set()
+            assert await busy == "computing"
+            assert await translate(client, "next") == "next"
+            metrics = (await client.get("/metrics")).text
+        assert all("gone" not in texts for texts, _ in fake.batches)
+        dropped = metric(metrics, "nmt_dropped_sentences_total", reason="cancelled")
+        assert dropped == 1
+
+    asyncio.run(test())
+
+
+SCOPE = {
+    "type": "http",
+    "asgi": {"version": "3.0"},
+    "http_version": "1.1",
+    "method": "POST",
+    "scheme": "http",
+    "path": "/v1/translate",
+    "raw_path": b"/v1/translate",
+    "query_string": b"",
+    "root_path": "",
+    "headers": [(b"host", b"testserver"), (b"content-type", b"application/json")],
+    "client": ("127.0.0.1", 50000),
+    "server": ("testserver", 80),
+}
+
+
+def _receive(body: bytes, gone: asyncio.Event):  # type: ignore[no-untyped-def]
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, object]:
+        if messages:
+            return messages.pop(0)
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+def _send(sent: list[dict[str, object]]):  # type: ignore[no-untyped-def]
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    return send

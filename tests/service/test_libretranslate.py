@@ -1,0 +1,110 @@
+"""LibreTranslate compatibility: POST /translate and GET /languages as its clients use them."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from service_fakes import FakeTranslator, make_app
+
+
+def test_q_string_as_json(client: TestClient) -> None:
+    response = client.post(
+        "/translate", json={"q": "Hello. World!", "source": "en", "target": "de"}
+    )
+    assert response.status_code == 200
+    assert response.json() == {"translatedText": "Hello. World!"}
+
+
+def test_q_list_gives_a_list(client: TestClient) -> None:
+    body = {"q": ["one", "two", ""], "source": "en", "target": "de", "format": "text"}
+    assert client.post("/translate", json=body).json() == {"translatedText": ["one", "two", ""]}
+
+
+def test_form_encoded_body(client: TestClient) -> None:
+    data = {"q": "Grüße aus Köln", "source": "en", "target": "de"}
+    response = client.post("/translate", data=data)
+    assert response.json() == {"translatedText": "Grüße aus Köln"}
+
+
+def test_repeated_form_field_is_a_list(client: TestClient) -> None:
+    content = "q=a&q=b&source=en&target=de"
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    response = client.post("/translate", content=content, headers=headers)
+    assert response.json() == {"translatedText": ["a", "b"]}
+
+
+def test_multipart_body(client: TestClient) -> None:
+    fields = {"q": (None, "Ein Haus."), "source": (None, "en"), "target": (None, "de")}
+    response = client.post("/translate", files=fields)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"translatedText": "Ein Haus."}
+
+
+def test_alternatives(client: TestClient, fake: FakeTranslator) -> None:
+    body = {"q": "Hi.", "source": "en", "target": "de", "alternatives": 2}
+    assert client.post("/translate", json=body).json() == {
+        "translatedText": "Hi.",
+        "alternatives": ["Hi. ~1", "Hi. ~2"],
+    }
+    assert fake.batches[-1][1].n_best == 3
+
+
+def test_source_auto_when_unambiguous(client: TestClient) -> None:
+    body = {"q": "Hi.", "source": "auto", "target": "de"}
+    assert client.post("/translate", json=body).json() == {"translatedText": "Hi."}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "phrase"),
+    [
+        ({"q": "x", "source": "en", "target": "de", "format": "html"}, 400,
+         "unsupported_format", "only 'text'"),
+        ({"q": "x", "source": "en", "target": "fr"}, 400, "unsupported_language_pair",
+         "en->de"),
+        ({"q": "x", "source": "auto", "target": "fr"}, 400, "unsupported_language_pair",
+         "give source explicitly"),
+        ({"source": "en", "target": "de"}, 422, "validation_error", "q: Field required"),
+        ({"q": 5, "source": "en", "target": "de"}, 422, "validation_error", "q"),
+        ({"q": ["x"] * 65, "source": "en", "target": "de"}, 422, "too_many_texts",
+         "q has 65 items; limit is 64 (NMT_MAX_TEXTS)"),
+        ({"q": "x", "source": "en", "target": "de", "alternatives": 8}, 422,
+         "beam_size_out_of_range", "NMT_MAX_BEAM"),
+    ],
+)  # fmt: skip
+def test_errors(client: TestClient, body: dict, status: int, code: str, phrase: str) -> None:  # type: ignore[type-arg]
+    response = client.post("/translate", json=body)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and phrase in error["message"]
+
+
+def test_malformed_json(client: TestClient) -> None:
+    response = client.post(
+        "/translate", content=b"{oops", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
+
+
+def test_api_key_in_the_body() -> None:
+    with TestClient(make_app(FakeTranslator(), api_keys=["k"])) as client:
+        body = {"q": "x", "source": "en", "target": "de"}
+        assert client.post("/translate", json=body).status_code == 401
+        assert client.post("/translate", json={**body, "api_key": "bad"}).status_code == 401
+        assert client.post("/translate", json={**body, "api_key": "k"}).status_code == 200
+        assert client.post("/translate", data={**body, "api_key": "k"}).status_code == 200
+
+
+def test_languages() -> None:
+    fakes = (
+        FakeTranslator("en-de"),
+        FakeTranslator("en-fr", "en", "fr"),
+        FakeTranslator("de-en", "de", "en"),
+    )
+    with TestClient(make_app(*fakes)) as client:
+        assert client.get("/languages").json() == [
+            {"code": "de", "name": "German", "targets": ["en"]},
+            {"code": "en", "name": "English", "targets": ["de", "fr"]},
+        ]
+        body = {"q": "x", "source": "en", "target": "fr"}
+        assert client.post("/translate", json=body).status_code == 200
+        assert fakes[1].batches[-1][0] == ["x"]

@@ -1,0 +1,40 @@
+"""GET /metrics: request, latency, batch, queue and token series, one registry per app."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from service_fakes import FakeTranslator, make_app, metric
+
+
+def test_metrics_after_some_traffic(client: TestClient) -> None:
+    client.post("/v1/translate", json={"texts": ["a b c", "d e"]})
+    client.post("/v1/translate", json={"texts": []})
+    client.get("/nowhere")
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    route = {"route": "/v1/translate", "method": "POST"}
+    assert metric(text, "nmt_requests_total", status="200", **route) == 1
+    assert metric(text, "nmt_requests_total", status="422", **route) == 1
+    assert metric(text, "nmt_requests_total", route="unmatched", status="404") == 1
+    assert metric(text, "nmt_request_duration_seconds_count", route="/v1/translate") == 2
+    model = {"model": "fake-en-de"}
+    assert metric(text, "nmt_batch_size_count", **model) == 1
+    assert metric(text, "nmt_batch_size_sum", **model) == 2
+    # tokens 4 and 3: padded 2 x 4 = 8, real 7
+    assert metric(text, "nmt_batch_padding_ratio_sum", **model) == 1 - 7 / 8
+    assert metric(text, "nmt_queue_wait_seconds_count", **model) == 2
+    assert metric(text, "nmt_batch_compute_seconds_count", **model) == 1
+    assert metric(text, "nmt_source_tokens_total", **model) == 7
+    assert metric(text, "nmt_target_tokens_total", **model) == 5
+    assert "nmt_queue_depth" in text
+    assert metric(text, "nmt_ready") == 1
+
+
+def test_each_app_has_its_own_registry() -> None:
+    with TestClient(make_app(FakeTranslator())) as one, TestClient(make_app()) as two:
+        one.post("/v1/translate", json={"text": "x"})
+        route = {"route": "/v1/translate", "status": "200"}
+        assert metric(one.get("/metrics").text, "nmt_requests_total", **route) == 1
+        assert metric(two.get("/metrics").text, "nmt_requests_total", **route) == 0

@@ -1,0 +1,66 @@
+"""Settings from the environment, and `nmt serve` flags mapped onto them."""
+
+from __future__ import annotations
+
+import argparse
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from service import cli
+from service.settings import DEFAULT_MODEL_DIR, DEFAULT_QUANTIZE, Settings
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NMT_MODELS", "NMT_QUANTIZE", "NMT_API_KEYS", "NMT_MAX_BATCH_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.models == [DEFAULT_MODEL_DIR]
+    assert Path(cli.__file__).resolve().parents[1] / "models/en-de-multi30k" == DEFAULT_MODEL_DIR
+    assert settings.quantize == DEFAULT_QUANTIZE
+    assert settings.api_keys == [] and settings.cors_origins == []
+
+
+def test_environment_with_comma_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NMT_MODELS", "models/a, models/b")
+    monkeypatch.setenv("NMT_API_KEYS", "k1,k2,")
+    monkeypatch.setenv("NMT_CORS_ORIGINS", "https://example.org")
+    monkeypatch.setenv("NMT_MAX_BATCH_SIZE", "1")
+    monkeypatch.setenv("NMT_DEVICE", "cpu")
+    monkeypatch.setenv("NMT_LOG_LEVEL", "DEBUG")
+    settings = Settings()
+    assert settings.models == [Path("models/a"), Path("models/b")]
+    assert settings.api_keys == ["k1", "k2"]
+    assert settings.cors_origins == ["https://example.org"]
+    assert (settings.max_batch_size, settings.device, settings.log_level) == (1, "cpu", "debug")
+
+
+def test_bad_environment_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NMT_QUANTIZE", "int4")
+    with pytest.raises(ValueError, match="quantize"):
+        Settings()
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="nmt")
+    cli.add_commands(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_serve_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NMT_PORT", "7000")
+    monkeypatch.setenv("NMT_THREADS", "3")
+    served: list[Settings] = []
+    monkeypatch.setattr(cli, "serve", served.append)
+    args = parse("serve", "--model", "a", "--model", "b", "--port", "9001", "--quantize", "int8")
+    assert args.func(args) == 0
+    (settings,) = served
+    assert settings.models == [Path("a"), Path("b")]
+    assert (settings.port, settings.quantize, settings.threads) == (9001, "int8", 3)
+    assert settings.host == "127.0.0.1"
+
+
+def test_serve_is_registered_for_the_nmt_command() -> None:
+    commands = {ep.name: ep.value for ep in entry_points(group="lstm_nmt.commands")}
+    assert commands["service"] == "service.cli:add_commands"

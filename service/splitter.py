@@ -11,12 +11,17 @@ out of a sentence. A whitespace run is a boundary when
 
 Leading and trailing whitespace become the first and last separators, so every sentence is
 non-empty and stripped, and `join(split(text), split(text).sentences) == text` for any text.
+
+A sentence still too long for the model (NMT_MAX_INPUT_TOKENS) is cut further by `fit`:
+in two at the whitespace run nearest its middle, or, inside one very long word, at the middle
+character, until every piece fits. The cuts become separators too, so the layout still
+survives; the translation of such a sentence is poorer, but it does not fail.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
@@ -71,6 +76,31 @@ def join(parts: Split, sentences: Sequence[str]) -> str:
     for sentence, separator in zip(sentences, parts.separators[1:], strict=True):
         out += [sentence, separator]
     return "".join(out)
+
+
+def fit(parts: Split, fits: Callable[[str], bool]) -> Split:
+    """`parts` with every sentence that `fits` rejects cut into pieces it accepts."""
+    sentences: list[str] = []
+    separators = [parts.separators[0]]
+    for sentence, after in zip(parts.sentences, parts.separators[1:], strict=True):
+        pieces = _cut(sentence, fits)
+        sentences += pieces.sentences
+        separators += [*pieces.separators[1:-1], after]
+    return Split(sentences, separators)
+
+
+def _cut(sentence: str, fits: Callable[[str], bool]) -> Split:
+    """Halve `sentence` (at whitespace if it has any) until every piece fits."""
+    if len(sentence) < 2 or fits(sentence):
+        return Split([sentence], ["", ""])
+    middle = len(sentence) // 2
+    runs = [m.span() for m in _WHITESPACE.finditer(sentence)]
+    start, end = min(runs, key=lambda span: abs(span[0] - middle)) if runs else (middle, middle)
+    left, right = _cut(sentence[:start], fits), _cut(sentence[end:], fits)
+    return Split(
+        left.sentences + right.sentences,
+        [*left.separators[:-1], sentence[start:end], *right.separators[1:]],
+    )
 
 
 def _is_boundary(text: str, ws_start: int, ws_end: int) -> bool:

@@ -1,5 +1,8 @@
 """From request texts to translations: limits, sentence splitting, batching, reassembly.
 
+Texts are split into sentences (splitter.py), and sentences longer than NMT_MAX_INPUT_TOKENS
+are cut into pieces that fit, so any text within NMT_MAX_TEXT_CHARS translates.
+
 Shared by /v1/translate and the LibreTranslate endpoint. Every sentence of every text of a
 request goes to the batcher at once, so they share batches with each other and with other
 requests; the translations are put back into each text's original layout.
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import math
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -102,11 +106,13 @@ async def translate_texts(
     field: str = "texts",
     single: bool = False,
 ) -> Batched:
-    """Split, check sentence lengths, translate every sentence in shared batches, regroup."""
-    splits = [splitter.split(text) for text in texts]
+    """Split into sentences that fit the model, translate them in shared batches, regroup."""
+    count = functools.lru_cache(maxsize=None)(loaded.translator.count_tokens)
+    limit = settings.max_input_tokens
+    splits = [splitter.fit(splitter.split(t), lambda s: count(s) <= limit) for t in texts]
     sentences = [s for parts in splits for s in parts.sentences]
-    counts = [loaded.translator.count_tokens(s) for s in sentences]
-    _check_tokens(splits, counts, field, single, settings.max_input_tokens)
+    counts = [count(s) for s in sentences]
+    _check_tokens(splits, counts, field, single, limit)  # only a 1-character piece can fail
     if not sentences:
         return Batched([TextResult(parts, []) for parts in splits], 0.0, 0.0)
     work = loaded.batcher.submit(sentences, counts, options, settings.request_timeout_s)

@@ -49,12 +49,15 @@ class FakeTranslator:
         self.fail_on: str | None = None
         self.failure: Exception = RuntimeError("boom")
         self.errors: dict[str, ModelError] = {}
+        self.chars_per_token: int | None = None  # count by characters instead of words
 
     @property
     def sizes(self) -> list[int]:
         return [len(texts) for texts, _ in self.batches]
 
     def count_tokens(self, text: str) -> int:
+        if self.chars_per_token:
+            return -(-len(text) // self.chars_per_token) + 1
         return len(text.split()) + 1
 
     def translate(

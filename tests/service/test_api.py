@@ -81,6 +81,19 @@ def test_unusual_text_translates_without_error(client: TestClient, text: str) ->
     assert [t["text"] for t in out["translations"]] == [text, "ok"]
 
 
+def test_sentences_over_the_token_limit_are_cut_to_fit() -> None:
+    fake = FakeTranslator()
+    with TestClient(make_app(fake, max_input_tokens=4)) as client:
+        text = "Short one. Then a much longer second sentence with words\tand  gaps."
+        assert translate(client, text=text)["translations"][0]["text"] == text
+        pieces = fake.batches[-1][0]
+        assert pieces[0] == "Short one." and all(fake.count_tokens(p) <= 4 for p in pieces)
+        fake.chars_per_token = 5
+        word = "Donaudampfschifffahrtsgesellschaftskapitän" * 5
+        assert translate(client, text=word)["translations"][0]["text"] == word
+        assert "".join(fake.batches[-1][0]) == word
+
+
 def test_n_best_gives_alternatives(client: TestClient) -> None:
     out = translate(client, text="One. Two.", beam_size=3, n_best=3)
     (translation,) = out["translations"]

@@ -71,13 +71,6 @@ BAD_BODIES: list[tuple[str, Any, int, str, list[str]]] = [
         ["texts[1] has 101 characters; limit is 100 (NMT_MAX_TEXT_CHARS)"],
     ),
     (
-        "sentence too many tokens",
-        {"text": "Short one. " + "W " * 20 + "end."},
-        422,
-        "input_too_long",
-        ["text sentence 2 has 22 tokens; limit is 12 (NMT_MAX_INPUT_TOKENS)"],
-    ),
-    (
         "beam too large",
         {"text": "a", "beam_size": 9},
         422,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.splitter import join, split
+from service.splitter import fit, join, split
 
 # Text built from sentence-ish pieces and every kind of whitespace, plus arbitrary text.
 _pieces = st.sampled_from(
@@ -65,3 +65,20 @@ def test_translations_go_back_into_the_original_layout() -> None:
 def test_join_wants_one_translation_per_sentence() -> None:
     with pytest.raises(ValueError, match="expected 2 sentences, got 1"):
         join(split("One. Two."), ["x"])
+
+
+@given(st.one_of(layout_text, any_text), st.integers(min_value=1, max_value=6))
+def test_fit_cuts_long_sentences_and_keeps_the_layout(text: str, limit: int) -> None:
+    def fits(piece: str) -> bool:
+        return len(piece) <= limit
+
+    parts = fit(split(text), fits)
+    assert join(parts, parts.sentences) == text
+    assert all(fits(piece) or len(piece) == 1 for piece in parts.sentences)
+    assert all(piece and piece == piece.strip() for piece in parts.sentences)
+
+
+def test_fit_prefers_whitespace_and_keeps_short_sentences() -> None:
+    parts = fit(split("Tiny. one two three four"), lambda s: len(s.split()) <= 2)
+    assert parts.sentences == ["Tiny.", "one two", "three four"]
+    assert parts.separators == ["", " ", " ", ""]

@@ -1,0 +1,317 @@
+"""Load benchmark for the translation service: N concurrent clients, one sentence at a time.
+
+Each client posts one sentence to /v1/translate, waits for the answer, and sends the next,
+for `--duration` seconds or until `--max-requests` requests in all, whichever comes first.
+Only 127.0.0.1 is ever contacted.
+
+Against a running server:
+    python bench/load.py --sentences test.en.gz --url http://127.0.0.1:8000 --pid 1234
+
+Starting the server itself, once per `--run` (env overrides), e.g. batching on vs off:
+    python bench/load.py --sentences ../shared/data/multi30k/test_2016_flickr.en.gz \\
+        --serve --run default --run nobatch:NMT_MAX_BATCH_SIZE=1 --clients 32 --duration 60
+
+Prints one row per run: requests/s, sentences/s, p50/p95/p99 latency, errors, and the server's
+RSS after start-up and at the end, with its peak (VmHWM), read from /proc/PID/status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import itertools
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass
+class RunResult:
+    label: str
+    clients: int
+    beam: int
+    seconds: float
+    requests: int
+    errors: int
+    requests_per_s: float
+    sentences_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    rss_start_mb: float | None
+    rss_end_mb: float | None
+    rss_peak_mb: float | None
+
+
+def read_sentences(path: Path, limit: int) -> list[str]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
+        lines = [line.strip() for line in itertools.islice(f, limit)]
+    sentences = [line for line in lines if line]
+    if not sentences:
+        sys.exit(f"{path}: no sentences")
+    return sentences
+
+
+def proc_memory_mb(pid: int | None) -> tuple[float | None, float | None]:
+    """(VmRSS, VmHWM) of `pid` in MiB, from /proc (None when unknown)."""
+    if pid is None:
+        return None, None
+    values: dict[str, float] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) / 1024  # kB -> MiB
+    except OSError:
+        return None, None
+    return values.get("VmRSS"), values.get("VmHWM")
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    return statistics.quantiles(sorted_values, n=100, method="inclusive")[int(q) - 1]
+
+
+async def run_load(
+    url: str, sentences: list[str], args: argparse.Namespace
+) -> tuple[list[float], int, int, float]:
+    """(latencies of successful requests in s, requests sent, errors, elapsed seconds)."""
+    latencies: list[float] = []
+    counter = itertools.count()
+    errors = 0
+    headers = {"X-API-Key": args.api_key} if args.api_key else {}
+    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
+
+    async def client_loop(client: httpx.AsyncClient, stop_at: float, record: bool) -> None:
+        nonlocal errors
+        while time.monotonic() < stop_at:
+            n = next(counter)
+            if record and n >= args.max_requests:
+                return
+            body = {"text": sentences[n % len(sentences)], "beam_size": args.beam}
+            started = time.perf_counter()
+            try:
+                response = await client.post("/v1/translate", json=body, headers=headers)
+                ok = response.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if record:
+                if ok:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors += 1
+
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=args.timeout) as client:
+        if args.warmup > 0:
+            stop = time.monotonic() + args.warmup
+            await asyncio.gather(*(client_loop(client, stop, False) for _ in range(args.clients)))
+        counter = itertools.count()
+        started = time.monotonic()
+        stop = started + args.duration
+        await asyncio.gather(*(client_loop(client, stop, True) for _ in range(args.clients)))
+        elapsed = time.monotonic() - started
+    return latencies, len(latencies) + errors, errors, elapsed
+
+
+def summarize(
+    label: str,
+    args: argparse.Namespace,
+    load: tuple[list[float], int, int, float],
+    rss_start: float | None,
+    rss_end: float | None,
+    rss_peak: float | None,
+) -> RunResult:
+    latencies, requests, errors, elapsed = load
+    ordered = sorted(latencies)
+    return RunResult(
+        label=label,
+        clients=args.clients,
+        beam=args.beam,
+        seconds=round(elapsed, 1),
+        requests=requests,
+        errors=errors,
+        requests_per_s=round(requests / elapsed, 2),
+        sentences_per_s=round(len(latencies) / elapsed, 2),  # one sentence per request
+        p50_ms=round(percentile(ordered, 50) * 1000, 1),
+        p95_ms=round(percentile(ordered, 95) * 1000, 1),
+        p99_ms=round(percentile(ordered, 99) * 1000, 1),
+        rss_start_mb=_round(rss_start),
+        rss_end_mb=_round(rss_end),
+        rss_peak_mb=_round(rss_peak),
+    )
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def parse_run(spec: str) -> tuple[str, dict[str, str]]:
+    """'label:KEY=VAL,KEY=VAL' or 'default' -> (label, env)."""
+    label, _, assignments = spec.partition(":")
+    env = {}
+    for item in filter(None, assignments.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not key.startswith("NMT_"):
+            sys.exit(f"--run {spec!r}: expected label:NMT_NAME=value[,...]")
+        env[key] = value
+    return label, env
+
+
+async def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                sys.exit(f"server exited with status {proc.returncode} during start-up")
+            try:
+                if (await client.get("/ready")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.5)
+    sys.exit(f"server not ready after {timeout:g} s")
+
+
+async def serve_and_load(
+    label: str, env: dict[str, str], sentences: list[str], args: argparse.Namespace
+) -> RunResult:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    full_env = {**os.environ, **env, "NMT_HOST": "127.0.0.1", "NMT_PORT": str(port)}
+    full_env.setdefault("NMT_LOG_LEVEL", "warning")
+    proc = subprocess.Popen([sys.executable, "-m", "service"], env=full_env)
+    try:
+        await wait_ready(url, proc, args.startup_timeout)
+        rss_start, _ = proc_memory_mb(proc.pid)
+        load = await run_load(url, sentences, args)
+        rss_end, rss_peak = proc_memory_mb(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return summarize(label, args, load, rss_start, rss_end, rss_peak)
+
+
+async def main_async(args: argparse.Namespace) -> list[RunResult]:
+    sentences = read_sentences(args.sentences, args.max_sentences)
+    if not args.serve:
+        if urlparse(args.url).hostname not in LOCAL_HOSTS:
+            sys.exit(f"--url must point at 127.0.0.1 (got {args.url})")
+        rss_start, _ = proc_memory_mb(args.pid)
+        load = await run_load(args.url, sentences, args)
+        rss_end, rss_peak = proc_memory_mb(args.pid)
+        return [summarize("external", args, load, rss_start, rss_end, rss_peak)]
+    results = []
+    for spec in args.run or ["default"]:
+        label, env = parse_run(spec)
+        results.append(await serve_and_load(label, env, sentences, args))
+        print_table(results[-1:], header=len(results) == 1)
+    return results
+
+
+COLUMNS = [
+    ("label", "{:<12}"),
+    ("clients", "{:>7}"),
+    ("beam", "{:>4}"),
+    ("requests", "{:>8}"),
+    ("requests_per_s", "{:>8}"),
+    ("sentences_per_s", "{:>8}"),
+    ("p50_ms", "{:>8}"),
+    ("p95_ms", "{:>8}"),
+    ("p99_ms", "{:>8}"),
+    ("errors", "{:>6}"),
+    ("rss_start_mb", "{:>9}"),
+    ("rss_end_mb", "{:>9}"),
+    ("rss_peak_mb", "{:>9}"),
+]
+HEADERS = [
+    "run",
+    "clients",
+    "beam",
+    "requests",
+    "req/s",
+    "sent/s",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "errors",
+    "RSS0 MiB",
+    "RSS1 MiB",
+    "peak MiB",
+]
+
+
+def print_table(results: list[RunResult], header: bool = True) -> None:
+    if header:
+        print(" ".join(fmt.format(h) for h, (_, fmt) in zip(HEADERS, COLUMNS, strict=True)))
+    for result in results:
+        row = asdict(result)
+        cells = ["-" if row[name] is None else row[name] for name, _ in COLUMNS]
+        print(" ".join(fmt.format(c) for c, (_, fmt) in zip(cells, COLUMNS, strict=True)))
+    sys.stdout.flush()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--sentences", type=Path, required=True, help="one sentence per line (.gz ok)")
+    p.add_argument("--max-sentences", type=int, default=10_000, help="read at most this many")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="server to load (127.0.0.1)")
+    p.add_argument("--pid", type=int, help="server PID, to report its RSS (with --url)")
+    p.add_argument("--serve", action="store_true", help="start `python -m service` per run")
+    p.add_argument(
+        "--run",
+        action="append",
+        metavar="LABEL[:NMT_X=V,...]",
+        help="with --serve: one server configuration per flag (default: 'default')",
+    )
+    p.add_argument("--clients", type=int, default=32, help="concurrent clients")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of measured load")
+    p.add_argument("--max-requests", type=int, default=1_000_000, help="cap on measured requests")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load first")
+    p.add_argument("--beam", type=int, default=1, help="beam_size per request (1 = greedy)")
+    p.add_argument("--timeout", type=float, default=60.0, help="per-request client timeout, s")
+    p.add_argument("--startup-timeout", type=float, default=300.0, help="wait for /ready, s")
+    p.add_argument("--api-key", help="sent as X-API-Key")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args(argv)
+    if args.clients < 1 or args.duration <= 0 or args.duration > 3600:
+        p.error("need --clients >= 1 and 0 < --duration <= 3600")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    results = asyncio.run(main_async(args))
+    if not args.serve:
+        print_table(results)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -19,7 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from model import DecodeOptions, DeviceError, Result
 from service import libretranslate, routes
-from service.batching import Batcher, TranslateFn
+from service.batching import Batcher, BatcherCrashed, TranslateFn
 from service.deps import ServiceState
 from service.errors import install_handlers
 from service.metrics import Metrics, MetricsMiddleware
@@ -41,12 +41,9 @@ def load_translator(path: Path, settings: Settings) -> TranslatorLike:
 
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    device = settings.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     return Translator.from_dir(
         path,
-        device=device,
+        device=settings.device,  # the model resolves "auto" and fails clearly without CUDA
         quantize=settings.quantize,
         batch_tokens=settings.max_batch_tokens,
         max_input_tokens=settings.max_input_tokens,
@@ -140,8 +137,8 @@ async def stop_models(state: ServiceState) -> None:
 
 
 def _on_model_error(state: ServiceState, exc: BaseException) -> None:
-    """An unrecoverable device error takes the instance out of rotation (/ready 503)."""
-    if isinstance(exc, DeviceError) and state.failure is None:
-        logger.critical("device error; marking the service not ready: %s", exc)
+    """An unrecoverable error takes the instance out of rotation (/ready 503)."""
+    if isinstance(exc, DeviceError | BatcherCrashed) and state.failure is None:
+        logger.critical("unrecoverable: marking the service not ready: %s", exc)
         state.failure = str(exc) or type(exc).__name__
         state.metrics.ready.set(0)

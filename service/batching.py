@@ -54,6 +54,12 @@ class BatcherClosed(BatcherError):
     code = "shutting_down"
 
 
+class BatcherCrashed(BatcherError):
+    """The worker loop itself failed (a bug); reported through `on_error`, then it stops."""
+
+    code = "batcher_crashed"
+
+
 class Outcome(NamedTuple):
     """What a sentence's future resolves to."""
 
@@ -147,7 +153,9 @@ class Batcher:
         self._queue: deque[Entry] = deque()
         self._wakeup = asyncio.Event()
         self._closing = False
+        self._closed_reason = "the server is shutting down; retry on another instance"
         self._task: asyncio.Task[None] | None = None
+        self._inflight: list[Entry] = []
 
     @property
     def depth(self) -> int:
@@ -162,7 +170,7 @@ class Batcher:
     ) -> list[asyncio.Future[Outcome]]:
         """Queue all of one request's sentences, or none of them (QueueFull)."""
         if self._closing:
-            raise BatcherClosed("the server is shutting down; retry on another instance")
+            raise BatcherClosed(self._closed_reason)
         if len(self._queue) + len(texts) > self.max_queue:
             raise QueueFull(
                 f"queue is full: {len(self._queue)} sentences waiting, this request adds "
@@ -212,7 +220,7 @@ class Batcher:
         self._closing = True
         self._wakeup.set()
         if self._task is None:
-            self._fail_queued()
+            self._fail_pending()
             return
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
@@ -234,12 +242,13 @@ class Batcher:
                 self.observer.queue_depth(len(self._queue))
                 if batch:
                     await self._compute(batch)
-        except Exception:
+        except Exception as exc:
             logger.exception("batcher worker crashed")
-            raise
+            self._closed_reason = "the batcher stopped after an internal error (see server log)"
+            self.on_error(BatcherCrashed(f"batcher worker crashed: {exc!r}"))
         finally:
             self._closing = True
-            self._fail_queued()
+            self._fail_pending()
 
     async def _wait_for_company(self) -> None:
         """Wait until the queue holds a full batch or the oldest entry has waited max_wait_ms."""
@@ -268,6 +277,7 @@ class Batcher:
             self.observer.dropped("deadline", len(expired))
 
     async def _compute(self, batch: list[Entry]) -> None:
+        self._inflight = batch
         started = time.monotonic()
         try:
             results = await asyncio.to_thread(
@@ -295,8 +305,9 @@ class Batcher:
                     Outcome(result, started - entry.enqueued_at, ended - started)
                 )
 
-    def _fail_queued(self) -> None:
-        while self._queue:
-            entry = self._queue.popleft()
+    def _fail_pending(self) -> None:
+        """Fail whatever is queued or was being computed when the worker ended."""
+        for entry in [*self._inflight, *self._queue]:
             if not entry.future.done():
-                entry.future.set_exception(BatcherClosed("the server stopped before translating"))
+                entry.future.set_exception(BatcherClosed(self._closed_reason))
+        self._queue.clear()

@@ -1,4 +1,8 @@
-"""The native API: POST /v1/translate, GET /v1/models, /health, /ready, /metrics."""
+"""The native API: POST /v1/translate, GET /v1/models, /health, /ready, /metrics.
+
+Only the translate endpoints (here and in libretranslate.py) need a key when NMT_API_KEYS is
+set; discovery (/v1/models, /languages) and operations (/health, /ready, /metrics) stay open.
+"""
 
 from __future__ import annotations
 
@@ -72,7 +76,7 @@ async def models(registry: RegistryDep) -> ModelList:
     return ModelList(models=[model_info(loaded) for loaded in registry])
 
 
-@router.get("/health", response_model=Status, tags=["ops"])
+@router.get("/health", response_model=Status, response_model_exclude_none=True, tags=["ops"])
 async def health() -> Status:
     """Liveness: the process is up and answering (models may still be loading)."""
     return Status(status="ok")
@@ -82,7 +86,7 @@ async def health() -> Status:
 async def ready(state: StateDep) -> Status | JSONResponse:
     """Readiness: 200 only when every model is loaded and warm and nothing has failed."""
     if state.failure is not None:
-        return error_response(503, "device_error", f"a model failed: {state.failure}")
+        return error_response(503, "unrecoverable_error", f"a model failed: {state.failure}")
     if state.draining:
         return error_response(503, "draining", "the server is shutting down")
     if not state.loaded:

@@ -7,7 +7,7 @@ that come from Settings (NMT_MAX_TEXTS, NMT_MAX_TEXT_CHARS, NMT_MAX_BEAM) are ch
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -136,13 +136,13 @@ class ModelList(BaseModel):
 
 class Status(BaseModel):
     status: str
-    models: list[str] = Field(default_factory=list)
+    models: list[str] | None = None
 
 
 class LibreTranslateRequest(BaseModel):
     """POST /translate, as LibreTranslate takes it (JSON or form fields, so values are lax)."""
 
-    q: str | list[str]
+    q: str | Annotated[list[str], Field(min_length=1)]
     source: str
     target: str
     format: str = "text"

@@ -21,7 +21,7 @@ def translate(client: TestClient, **body: object) -> dict:  # type: ignore[type-
 def test_ready_only_between_startup_and_shutdown() -> None:
     app = make_app()
     client = TestClient(app)  # no `with`: the lifespan has not run
-    assert client.get("/health").json() == {"status": "ok", "models": []}
+    assert client.get("/health").json() == {"status": "ok"}
     not_ready = client.get("/ready")
     assert not_ready.status_code == 503
     assert not_ready.json()["error"]["code"] == "not_ready"

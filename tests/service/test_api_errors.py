@@ -182,7 +182,7 @@ def test_device_error_answers_503_and_flips_ready() -> None:
         fake.errors["gpu"] = DeviceError("CUDA error: an illegal memory access")
         assert_error(client.post("/v1/translate", json={"text": "gpu"}), 503, "device_error")
         ready = client.get("/ready")
-        assert_error(ready, 503, "device_error", "illegal memory access")
+        assert_error(ready, 503, "unrecoverable_error", "illegal memory access")
 
 
 def test_translator_input_too_long_is_422_with_the_sentence(client: TestClient) -> None:

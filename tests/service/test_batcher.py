@@ -15,6 +15,7 @@ from model import DecodeOptions, DeviceError
 from service.batching import (
     Batcher,
     BatcherClosed,
+    BatcherCrashed,
     DeadlineExceeded,
     Entry,
     QueueFull,
@@ -321,5 +322,30 @@ def test_close_stops_accepting_and_drains_the_queue() -> None:
         await closing
         assert await asyncio.gather(first, *queued) == ["first", "s0", "s1", "s2"]
         assert fake.sizes == [1, 2, 1]
+
+    run(test)
+
+
+def test_a_crashing_worker_fails_pending_requests_and_reports_it() -> None:
+    class BrokenObserver:
+        def queue_depth(self, depth: int) -> None:
+            pass
+
+        def dropped(self, reason: str, count: int) -> None:
+            pass
+
+        def batch_done(self, *args: object) -> None:
+            raise ZeroDivisionError("bug in metrics")
+
+    async def test() -> None:
+        fake = FakeTranslator()
+        seen: list[BaseException] = []
+        batcher = make_batcher(fake, observer=BrokenObserver(), on_error=seen.append)
+        with pytest.raises(BatcherClosed, match="internal error"):
+            await one(batcher, "first")
+        assert [type(e) for e in seen] == [BatcherCrashed]
+        with pytest.raises(BatcherClosed, match="internal error"):
+            await one(batcher, "refused")
+        await batcher.close()
 
     run(test)

@@ -65,6 +65,7 @@ def test_source_auto_when_unambiguous(client: TestClient) -> None:
          "give source explicitly"),
         ({"source": "en", "target": "de"}, 422, "validation_error", "q: Field required"),
         ({"q": 5, "source": "en", "target": "de"}, 422, "validation_error", "q"),
+        ({"q": [], "source": "en", "target": "de"}, 422, "validation_error", "at least 1"),
         ({"q": ["x"] * 65, "source": "en", "target": "de"}, 422, "too_many_texts",
          "q has 65 items; limit is 64 (NMT_MAX_TEXTS)"),
         ({"q": "x", "source": "en", "target": "de", "alternatives": 8}, 422,

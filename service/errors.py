@@ -4,19 +4,19 @@ The body is always `{"error": {"code": "...", "message": "..."}}`, where `code` 
 machine-readable and `message` says what was wrong, the limit, and the setting behind it. Bad
 input is 4xx; 500 is kept for bugs, logged with their traceback and answered without it.
 
-| error                                   | status | code                     |
-|-----------------------------------------|--------|--------------------------|
-| body is not JSON                        | 400    | invalid_json             |
-| schema violation (types, ranges, ...)   | 422    | validation_error         |
-| ApiError (limits, unknown model, auth)  | its own| its own                  |
-| model.InputTooLong                      | 422    | input_too_long           |
-| model.DeviceError                       | 503    | device_error             |
-| other model.ModelError                  | 500    | the error's code         |
-| batching.QueueFull                      | 503    | queue_full (Retry-After) |
-| batching.BatcherClosed                  | 503    | shutting_down (Retry-After) |
-| batching.DeadlineExceeded               | 504    | deadline_exceeded        |
-| no such route / method                  | 404/405| not_found / method_not_allowed |
-| anything else                           | 500    | internal_error           |
+| error                                   | status  | code                           |
+|-----------------------------------------|---------|--------------------------------|
+| body is not JSON                        | 400     | invalid_json                   |
+| schema violation (types, ranges, ...)   | 422     | validation_error               |
+| ApiError (limits, unknown model, auth)  | its own | its own                        |
+| model.InputTooLong                      | 422     | input_too_long                 |
+| model.DeviceError                       | 503     | device_error                   |
+| other model.ModelError                  | 500     | the error's code               |
+| batching.QueueFull                      | 503     | queue_full (Retry-After)       |
+| batching.BatcherClosed                  | 503     | shutting_down (Retry-After)    |
+| batching.DeadlineExceeded               | 504     | deadline_exceeded              |
+| no such route / method                  | 404/405 | not_found / method_not_allowed |
+| anything else                           | 500     | internal_error                 |
 """
 
 from __future__ import annotations

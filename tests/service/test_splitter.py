@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.splitter import fit, join, split
@@ -16,7 +16,11 @@ _spaces = st.sampled_from([" ", "  ", "\n", "\r\n", "\t", " \n ", "\u2028", "\u0
 layout_text = st.lists(st.one_of(_pieces, _spaces)).map("".join)
 any_text = st.text()
 
+# No per-example deadline: the shared CI machine can be slow; these are pure functions.
+relaxed = settings(deadline=None)
 
+
+@relaxed
 @given(st.one_of(layout_text, any_text))
 def test_join_of_pieces_and_separators_is_the_input(text: str) -> None:
     parts = split(text)
@@ -24,6 +28,7 @@ def test_join_of_pieces_and_separators_is_the_input(text: str) -> None:
     assert join(parts, parts.sentences) == text
 
 
+@relaxed
 @given(st.one_of(layout_text, any_text))
 def test_sentences_are_stripped_non_empty_single_lines(text: str) -> None:
     for sentence in split(text).sentences:
@@ -31,6 +36,7 @@ def test_sentences_are_stripped_non_empty_single_lines(text: str) -> None:
         assert len(sentence.splitlines()) == 1
 
 
+@relaxed
 @given(st.one_of(layout_text, any_text))
 def test_separators_are_whitespace(text: str) -> None:
     assert all(sep.strip() == "" for sep in split(text).separators)
@@ -67,6 +73,7 @@ def test_join_wants_one_translation_per_sentence() -> None:
         join(split("One. Two."), ["x"])
 
 
+@relaxed
 @given(st.one_of(layout_text, any_text), st.integers(min_value=1, max_value=6))
 def test_fit_cuts_long_sentences_and_keeps_the_layout(text: str, limit: int) -> None:
     def fits(piece: str) -> bool:

@@ -114,20 +114,28 @@ def finalize(finished: Finished, src_lens: Tensor, n_best: int) -> list[list[Hyp
     return results
 
 
+def keep_sentences(live: Tensor, beam_size: int) -> Tensor:
+    """Row indices (A'*K,) of the beams of the sentences ``live`` (A',) in the flat layout."""
+    offsets = torch.arange(beam_size, device=live.device)
+    return (live.unsqueeze(1) * beam_size + offsets).reshape(-1)
+
+
 def beam_search(
     model: StepModel, enc: EncoderOutput, src_lens: Tensor, options: DecodeOptions
 ) -> list[list[Hypothesis]]:
     """Batched beam search; returns ``options.n_best`` hypotheses per sentence, best first.
 
     A sentence is done once its best candidate ends (and it has n_best finished hypotheses)
-    or it reaches its length limit; the loop stops when every sentence is done.
+    or it reaches its length limit; done sentences leave the batch, and the loop stops when
+    none is left. ``active`` (A,) maps the rows still decoding to their sentence.
     """
     batch, beam_size, device = src_lens.size(0), options.beam_size, enc.memory.device
     max_lens = options.max_lengths(src_lens).to(device)  # (B,)
     steps, src_width = int(max_lens.max()), enc.memory.size(1)
     enc = expand(enc, beam_size)
     state = model.initial_state(enc)
-    scores = initial_scores(batch, beam_size, device)  # (B, K)
+    scores = initial_scores(batch, beam_size, device)  # (A, K)
+    active = torch.arange(batch, device=device)  # (A,)
     history = torch.full((batch * beam_size, steps), PAD_ID, dtype=torch.long, device=device)
     want_attn = options.return_attention
     attn_hist = enc.memory.new_zeros(batch * beam_size, steps, src_width) if want_attn else None
@@ -136,39 +144,54 @@ def beam_search(
         torch.full((batch, beam_size, steps), PAD_ID, dtype=torch.long, device=device),
         enc.memory.new_zeros(batch, beam_size, steps, src_width) if want_attn else None,
     )
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
-    base = (torch.arange(batch, device=device) * beam_size).unsqueeze(1)  # (B, 1)
     prev = torch.full((batch * beam_size,), BOS_ID, dtype=torch.long, device=device)
     for t in range(steps):
-        log_probs, state = model.decode_step(prev, state, enc)  # (N, V)
+        log_probs, state = model.decode_step(prev, state, enc)  # (A*K, V)
         cand = topk_flat(scores, ban_early_eos(log_probs, t, options.min_length), 2 * beam_size)
+        n_active = active.size(0)
+        base = (torch.arange(n_active, device=device) * beam_size).unsqueeze(1)  # (A, 1)
 
         # 1. Candidates among the top K that end here (or hit the length limit) are finished.
-        at_limit = (t + 1 >= max_lens).unsqueeze(1)  # (B, 1)
-        top_scores, top_rows = cand.scores[:, :beam_size], base + cand.beam[:, :beam_size]
-        ends = (cand.token[:, :beam_size].eq(EOS_ID) | at_limit) & ~done.unsqueeze(1)
-        ends &= torch.isfinite(top_scores)
+        at_limit = (t + 1 >= max_lens[active]).unsqueeze(1)  # (A, 1)
+        top_scores, top_rows = (
+            cand.scores[:, :beam_size],
+            (base + cand.beam[:, :beam_size]).reshape(-1),
+        )
+        ends = (cand.token[:, :beam_size].eq(EOS_ID) | at_limit) & torch.isfinite(top_scores)
         normalized = top_scores / length_penalty(torch.tensor(t + 1.0), options.length_penalty)
-        end_tokens = history[top_rows.reshape(-1)].view(batch, beam_size, steps)  # (B, K, T)
+        end_tokens = history[top_rows].view(n_active, beam_size, steps)  # (A, K, T)
         end_tokens[:, :, t] = cand.token[:, :beam_size]
         end_attn = None
         if attn_hist is not None:
-            end_attn = attn_hist[top_rows.reshape(-1)].view(batch, beam_size, steps, src_width)
-            end_attn[:, :, t] = state.attn[top_rows.reshape(-1)].view(batch, beam_size, src_width)
-        finished = merge_finished(
-            finished, normalized.masked_fill(~ends, float("-inf")), end_tokens, end_attn
+            end_attn = attn_hist[top_rows].view(n_active, beam_size, steps, src_width)
+            end_attn[:, :, t] = state.attn[top_rows].view(n_active, beam_size, src_width)
+        mine = Finished(
+            finished.scores[active],
+            finished.tokens[active],
+            finished.attn[active] if finished.attn is not None else None,
         )
-        n_finished = torch.isfinite(finished.scores).sum(dim=1)  # (B,)
-        best_ends = cand.token[:, 0].eq(EOS_ID) & (n_finished >= options.n_best)
-        done |= best_ends | at_limit.squeeze(1)
+        mine = merge_finished(
+            mine, normalized.masked_fill(~ends, float("-inf")), end_tokens, end_attn
+        )
+        finished.scores[active], finished.tokens[active] = mine.scores, mine.tokens
+        if finished.attn is not None and mine.attn is not None:
+            finished.attn[active] = mine.attn
+        n_finished = torch.isfinite(mine.scores).sum(dim=1)  # (A,)
+        done = (cand.token[:, 0].eq(EOS_ID) & (n_finished >= options.n_best)) | at_limit.squeeze(1)
         if bool(done.all()):
             break
 
-        # 2. The best K candidates that continue become the next beams.
-        pick = live_choice(cand, beam_size)  # (B, K)
-        scores = cand.scores.gather(1, pick).masked_fill(done.unsqueeze(1), float("-inf"))
-        token = cand.token.gather(1, pick).reshape(-1)  # (N,)
-        rows = (base + cand.beam.gather(1, pick)).reshape(-1)  # (N,)
+        # 2. The best K candidates that continue become the next beams ...
+        pick = live_choice(cand, beam_size)  # (A, K)
+        scores = cand.scores.gather(1, pick)
+        token = cand.token.gather(1, pick).reshape(-1)  # (A*K,)
+        rows = (base + cand.beam.gather(1, pick)).reshape(-1)  # (A*K,)
+        # 3. ... of the sentences that are not done; done sentences leave the batch.
+        if bool(done.any()):
+            live = (~done).nonzero().squeeze(1)  # (A',)
+            keep = keep_sentences(live, beam_size)  # (A'*K,)
+            active, scores, token, rows = active[live], scores[live], token[keep], rows[keep]
+            enc = enc.select(keep)  # a sentence's K encoder rows are identical copies
         state = state.select(rows)
         (history,) = reorder(rows, history)
         history[:, t] = token

@@ -97,32 +97,39 @@ def to_hypothesis(
 def greedy_search(
     model: StepModel, enc: EncoderOutput, src_lens: Tensor, options: DecodeOptions
 ) -> list[list[Hypothesis]]:
-    """Batched greedy decoding: the arg-max token at every step, for all sentences at once."""
-    batch = src_lens.size(0)
-    max_lens = options.max_lengths(src_lens).to(enc.memory.device)  # (B,)
+    """Batched greedy decoding: the arg-max token at every step, for all sentences at once.
+
+    Sentences leave the batch as soon as they end, so later steps only compute live rows.
+    """
+    batch, device = src_lens.size(0), enc.memory.device
+    max_lens = options.max_lengths(src_lens).to(device)  # (B,)
     steps = int(max_lens.max())
     state = model.initial_state(enc)
-    prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=enc.memory.device)
-    tokens = torch.full((batch, steps), PAD_ID, dtype=torch.long, device=prev.device)  # (B, T)
+    active = torch.arange(batch, device=device)  # (A,) sentences still decoding
+    prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
+    tokens = torch.full((batch, steps), PAD_ID, dtype=torch.long, device=device)  # (B, T)
     log_prob = enc.memory.new_zeros(batch, dtype=torch.float)
     lengths = torch.zeros_like(prev)
-    finished = torch.zeros(batch, dtype=torch.bool, device=prev.device)
-    attention: list[Tensor] = []
+    attn = (
+        enc.memory.new_zeros(batch, steps, enc.memory.size(1)) if options.return_attention else None
+    )
     for t in range(steps):
-        log_probs, state = model.decode_step(prev, state, enc)  # (B, V)
-        best, token = ban_early_eos(log_probs, t, options.min_length).max(dim=-1)
-        token = token.masked_fill(finished, PAD_ID)
-        log_prob += best.masked_fill(finished, 0.0)
-        lengths += (~finished).long()
-        tokens[:, t] = token
-        if options.return_attention:
-            attention.append(state.attn)
-        finished |= (token == EOS_ID) | (t + 1 >= max_lens)
-        if bool(finished.all()):
+        log_probs, state = model.decode_step(prev, state, enc)  # (A, V)
+        best, token = ban_early_eos(log_probs, t, options.min_length).max(dim=-1)  # (A,)
+        tokens[active, t] = token
+        log_prob[active] += best
+        lengths[active] += 1
+        if attn is not None:
+            attn[active, t] = state.attn
+        ended = token.eq(EOS_ID) | (t + 1 >= max_lens[active])  # (A,)
+        if bool(ended.all()):
             break
+        if bool(ended.any()):
+            live = (~ended).nonzero().squeeze(1)  # (A',)
+            active, token = active[live], token[live]
+            state, enc = state.select(live), enc.select(live)
         prev = token
     scores = (log_prob / length_penalty(lengths, options.length_penalty)).tolist()
-    attn = torch.stack(attention, dim=1) if attention else None  # (B, T, S)
     token_lists, src_list = tokens.tolist(), src_lens.tolist()
     return [
         [

@@ -62,7 +62,8 @@ class Bundle:
         if missing or unexpected:
             raise BundleError(
                 self.path / WEIGHTS,
-                f"weights do not fit config.json: missing {sorted(missing)}, unexpected {sorted(unexpected)}",
+                f"weights do not fit config.json: missing {sorted(missing)}, "
+                f"unexpected {sorted(unexpected)}",
             )
         try:
             model.load_state_dict(self.state_dict, strict=False)

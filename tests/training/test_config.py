@@ -99,7 +99,10 @@ def test_int_and_exponent_strings_accepted_for_float(tmp_path: Path) -> None:
     [
         (["optim.lr=0"], "optim: lr must be positive"),
         (["data.clean.max_ratio=0.5"], "data.clean: max_ratio must be at least 1.0"),
-        (["loop.max_steps=null", "loop.max_epochs=null"], "loop: set max_steps, max_epochs or max_minutes"),
+        (
+            ["loop.max_steps=null", "loop.max_epochs=null"],
+            "loop: set max_steps, max_epochs or max_minutes",
+        ),
         (["model.hidden_size=33"], "model: hidden_size must be even"),
         (["tokenizer.joint=false"], "model.shared_vocab needs tokenizer.joint"),
         (["data.train_tsv=x.tsv"], "data: set train_src and train_tgt, or train_tsv"),

@@ -48,10 +48,13 @@ serve: setup
 bench: setup
 	$(BIN)/python bench/decode.py --model models/en-de-multi30k --src ../shared/data/multi30k/test_2016_flickr.en.gz
 
+# The Dockerfiles bind-mount wheels/ (a local torch wheel may go there; empty is fine).
 docker:
+	mkdir -p wheels
 	docker build -f docker/Dockerfile -t lstm-nmt:cpu .
 
-docker-smoke:
+# Builds and runs the CPU image with buildah/podman (root); see docker/README.md.
+docker-smoke: setup
 	bash docker/ci-smoke.sh
 
 clean:

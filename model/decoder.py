@@ -94,7 +94,8 @@ class Decoder(nn.Module):
                 feed = step_vec.squeeze(1)
                 vecs.append(step_vec)
             vec = torch.cat(vecs, dim=1)  # (B, T, O)
-        return self.generator(self.dropout(vec))  # (B, T, V)
+        logits: Tensor = self.generator(self.dropout(vec))  # (B, T, V)
+        return logits
 
     def step(
         self, prev_ids: Tensor, state: DecoderState, enc: EncoderOutput

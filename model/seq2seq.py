@@ -80,4 +80,5 @@ class Seq2Seq(nn.Module):
     def forward(self, src_ids: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher forcing: logits (B, T, V) for the shifted target ``tgt_in`` (B, T)."""
         enc = self.encode(src_ids, src_lens)
-        return self.decoder(tgt_in, self.initial_state(enc), enc)
+        logits: Tensor = self.decoder(tgt_in, self.initial_state(enc), enc)
+        return logits

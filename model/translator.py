@@ -76,7 +76,10 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         warnings.simplefilter("ignore")
         from torch.ao.quantization import quantize_dynamic
 
-        return quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+        quantized: nn.Module = quantize_dynamic(  # type: ignore[no-untyped-call]
+            model, {nn.LSTM, nn.Linear}, dtype=torch.qint8
+        )
+        return quantized
 
 
 def split_whitespace(text: str) -> tuple[str, str, str]:

@@ -112,6 +112,19 @@ def epoch_batches(
     return make_batches(lengths, batch_tokens, bucket_width, rng)
 
 
+def fit_multiple(
+    batches: Sequence[list[int]], multiple: int, mode: ShardMode = "drop"
+) -> list[list[int]]:
+    """``batches`` cut (``"drop"``) or extended from the start (``"pad"``) to a multiple."""
+    n = len(batches)
+    if mode == "drop":
+        return list(batches[: n - n % multiple])
+    if mode == "pad":
+        extra = (-n) % multiple if n else 0
+        return list(batches) + [batches[i % n] for i in range(extra)]
+    raise ValueError(f"mode must be 'drop' or 'pad', got {mode!r}")
+
+
 def shard(
     batches: Sequence[list[int]], rank: int, world_size: int, mode: ShardMode = "drop"
 ) -> list[list[int]]:
@@ -124,15 +137,7 @@ def shard(
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
-    n = len(batches)
-    if mode == "drop":
-        usable = list(batches[: n - n % world_size])
-    elif mode == "pad":
-        extra = (-n) % world_size if n else 0
-        usable = list(batches) + [batches[i % n] for i in range(extra)]
-    else:
-        raise ValueError(f"mode must be 'drop' or 'pad', got {mode!r}")
-    return usable[rank::world_size]
+    return fit_multiple(batches, world_size, mode)[rank::world_size]
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,12 @@ class BatchIterator:
     After it yields batch ``i`` of epoch ``e`` its position is ``(e, i + 1)``; ``state_dict()``
     saves that, and ``load_state_dict()`` on a fresh iterator continues with the very next batch.
     The position is the same on every rank, so the checkpoint of rank 0 serves all ranks.
+
+    One optimizer update takes ``accumulate`` batches on each of ``world_size`` ranks. Each
+    epoch's plan is first cut (or padded, by ``shard_mode``) to a multiple of
+    ``world_size * accumulate`` batches, so an update never straddles two epochs and the
+    update-by-update batches depend only on that product: K ranks accumulating A batches see
+    exactly what one process accumulating K * A batches sees, epoch after epoch.
     """
 
     def __init__(
@@ -161,10 +172,14 @@ class BatchIterator:
         rank: int = 0,
         world_size: int = 1,
         shard_mode: ShardMode = "drop",
+        accumulate: int = 1,
     ) -> None:
+        if accumulate < 1:
+            raise ValueError(f"accumulate must be at least 1, got {accumulate}")
         self.lengths = [(int(s), int(t)) for s, t in lengths]
         self.batch_tokens, self.bucket_width, self.seed = batch_tokens, bucket_width, seed
         self.rank, self.world_size, self.shard_mode = rank, world_size, shard_mode
+        self.accumulate = accumulate
         self.epoch, self.index = 0, 0
         self._cache: tuple[int, list[list[int]]] | None = None
 
@@ -174,7 +189,8 @@ class BatchIterator:
             planned = epoch_batches(
                 self.lengths, self.batch_tokens, self.bucket_width, self.seed, epoch
             )
-            self._cache = (epoch, shard(planned, self.rank, self.world_size, self.shard_mode))
+            whole = fit_multiple(planned, self.world_size * self.accumulate, self.shard_mode)
+            self._cache = (epoch, shard(whole, self.rank, self.world_size, self.shard_mode))
         return self._cache[1]
 
     def __iter__(self) -> BatchIterator:
@@ -194,7 +210,9 @@ class BatchIterator:
     def _fingerprint(self) -> str:
         # Resuming with other data or settings would silently change the batch order.
         settings = [self.lengths, self.batch_tokens, self.bucket_width, self.world_size]
-        blob = json.dumps([*settings, self.shard_mode]).encode()
+        # accumulate joined the settings later: left out at 1 so older checkpoints still load.
+        extra = [self.accumulate] if self.accumulate != 1 else []
+        blob = json.dumps([*settings, self.shard_mode, *extra]).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def state_dict(self) -> dict[str, Any]:

@@ -7,15 +7,21 @@ handlers so that ``nmt --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 Subparsers = argparse._SubParsersAction  # noqa: SLF001 - argparse has no public name for it
 
 
 def run_data(args: argparse.Namespace) -> int:
-    from training.download import fetch_multi30k
+    from training.download import DownloadError, fetch_multi30k
 
-    for path in fetch_multi30k(args.dest, source_dir=args.source_dir, base_url=args.base_url):
+    try:
+        paths = fetch_multi30k(args.dest, source_dir=args.source_dir, base_url=args.base_url)
+    except DownloadError as err:  # unreachable source or a bad checksum: one line, no traceback
+        logging.getLogger("nmt").error("%s", err)
+        return 2
+    for path in paths:
         print(path)  # noqa: T201 - the command's output is the list of files
     return 0
 

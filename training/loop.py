@@ -10,6 +10,7 @@ import logging
 import math
 import signal
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -112,7 +113,7 @@ def train_step(
                 loss, nll = losses(model, batch, cfg.optim.label_smoothing)
             scaled = loss * (info.world_size / total_tokens)  # DDP averages over ranks
             (scaler.scale(scaled) if scaler else scaled).backward()
-        loss_sum, nll_sum = loss_sum + float(loss), nll_sum + float(nll)
+        loss_sum, nll_sum = loss_sum + float(loss.detach()), nll_sum + float(nll)
     if scaler:
         scaler.unscale_(optimizer)
     if cfg.optim.clip_norm:
@@ -268,8 +269,20 @@ def stop_reason(
     return None
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> Path:
-    """Train (or resume) the run in ``cfg.run_dir``; returns the run directory."""
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    on_finish: Callable[[Seq2Seq, TrainState], None] | None = None,
+) -> Path:
+    """Train (or resume) the run in ``cfg.run_dir``; returns the run directory.
+
+    Args:
+        cfg: the run's configuration.
+        resume: continue from the run's last checkpoint; without it a run directory that
+            already has checkpoints is an error.
+        on_finish: called on every rank with the trained model and the final state once the
+            loop stops (tests use it to compare the parameters of DDP ranks).
+    """
     device = resolve_device(cfg.loop.device)
     info = distributed.init(device.type)
     if device.type == "cuda":
@@ -304,6 +317,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         cfg.seed,
         info.rank,
         info.world_size,
+        accumulate=cfg.optim.accumulate,
     )
     state = (
         restore(resume_from, model, optimizer, schedule, batches) if resume_from else TrainState()
@@ -322,7 +336,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             save_checkpoint(path, model, optimizer, schedule, state, batches, cfg)
             checkpoint.prune(ckpt_dir, cfg.loop.keep_last)
 
-    reason = None
+    # A resumed run that already reached a limit stops before taking another step.
+    patience = cfg.loop.patience
+    early_stopped = patience is not None and state.bad_validations >= patience
+    reason = stop_reason(state, cfg, batches, early_stopped, False) if resume_from else None
     try:
         while reason is None:
             started = time.perf_counter()
@@ -345,7 +362,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             }
             progress.update(1)
             progress.set_postfix(train_values, refresh=False)
-            if state.step % cfg.loop.log_every == 0:
+            if state.step % cfg.loop.log_every == 0 and info.is_main:
                 log.info(
                     "step=%d %s", state.step, " ".join(f"{k}={v}" for k, v in train_values.items())
                 )
@@ -369,6 +386,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             if state.step % cfg.loop.save_every == 0 or reason is not None:
                 save(ckpt_dir / f"step_{state.step}.pt")
         log.info("stopped at step %d: %s", state.step, reason)
+        if on_finish is not None:
+            on_finish(model, state)
     finally:
         signals.restore()
         progress.close()

@@ -58,3 +58,21 @@ def write_copy_task(
         written[split] = paths
     logger.info("copy task dir=%s sizes=%s reverse=%s", out, sizes or SPLIT_SIZES, reverse)
     return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.synthetic [OUT_DIR]``: write the copy task (``make train-tiny``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", nargs="?", default="data/tiny_copy", help="default: %(default)s")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reverse", action="store_true", help="target = source reversed")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    write_copy_task(args.out_dir, seed=args.seed, reverse=args.reverse)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

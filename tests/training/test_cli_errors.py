@@ -1,0 +1,86 @@
+"""Errors a user meets through the ``nmt`` command: one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from run_helpers import run_nmt, write_yaml
+
+from model.cli import main as nmt
+from training import download
+
+
+def test_train_with_a_mistyped_key_names_its_path_and_a_suggestion(
+    make_raw: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    raw = make_raw()
+    raw["loop"]["max_step"] = raw["loop"].pop("max_steps")
+    bad = write_yaml(raw, tmp_path / "bad.yaml")
+    result = run_nmt("train", bad)
+    assert result.returncode != 0
+    assert "loop.max_step is not a field; did you mean loop.max_steps?" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()  # nothing is written before the config is valid
+
+
+def test_train_with_a_bad_override_value_names_its_path(
+    make_raw: Callable[..., dict[str, Any]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = write_yaml(make_raw(), tmp_path / "ok.yaml")
+    assert nmt(["train", str(config), "--set", "optim.lr=fast"]) == 2
+    assert "optim.lr: expected float" in caplog.text
+
+
+@pytest.mark.parametrize("damage", ["short_target", "bad_utf8"])
+def test_train_reports_corpus_errors_with_file_and_line(
+    damage: str,
+    copy_data: Path,
+    make_raw: Callable[..., dict[str, Any]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for f in copy_data.iterdir():
+        (data / f.name).write_bytes(f.read_bytes())
+    if damage == "short_target":
+        lines = (data / "train.tgt").read_text().splitlines(keepends=True)
+        (data / "train.tgt").write_text("".join(lines[:-1]))
+        expected = [
+            f"{data / 'train.src'} has 120 lines but {data / 'train.tgt'} has 119",
+            f"{data / 'train.src'}:120 is the first line without a partner",
+        ]
+    else:
+        (data / "valid.src").write_bytes((data / "valid.src").read_bytes() + b"caf\xe9\n")
+        expected = [f"{data / 'valid.src'}:11: invalid UTF-8"]
+    raw = make_raw()
+    raw["data"] |= {
+        k: str(data / Path(v).name) for k, v in raw["data"].items() if k.endswith(("_src", "_tgt"))
+    }
+    config = write_yaml(raw, tmp_path / "run.yaml")
+
+    assert nmt(["train", str(config)]) == 2
+    for text in expected:
+        assert text in caplog.text
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_data_command_rejects_a_wrong_checksum_and_leaves_no_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file:// mirror whose files differ from the real Multi30k ones is refused."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name in download.MULTI30K_SHA256:
+        (mirror / name).write_bytes(gzip.compress(b"not the real corpus\n", mtime=0))
+    dest = tmp_path / "dest"
+
+    code = nmt(["data", "multi30k", "--dest", str(dest), "--base-url", mirror.as_uri()])
+
+    assert code == 2
+    assert "checksum mismatch for train.en.gz" in caplog.text
+    assert list(dest.iterdir()) == []  # neither the file nor its temporary copy

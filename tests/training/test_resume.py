@@ -1,0 +1,187 @@
+"""Checkpoints and resume: exact continuation, refusal to overwrite, atomic writes, SIGTERM."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from run_helpers import nmt_command, subprocess_env, write_yaml
+
+from model.cli import main as nmt
+from training import checkpoint
+from training.config import TrainConfig
+from training.loop import train
+
+MakeConfig = Callable[..., TrainConfig]
+
+
+def final_checkpoint(cfg: TrainConfig) -> dict[str, Any]:
+    latest = checkpoint.latest(Path(cfg.run_dir) / "checkpoints")
+    assert latest is not None
+    return checkpoint.load(latest)
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    different = [name for name in a if not torch.equal(a[name], b[name])]
+    assert not different, f"parameters differ: {different}"
+
+
+def test_resume_continues_exactly_with_dropout(make_config: MakeConfig) -> None:
+    """2N steps in one go == N steps, stop, resume to 2N: bit-identical weights (dropout on).
+
+    Validation runs at step N in both, and the run crosses an epoch boundary (8 batches per
+    epoch), so RNG, optimizer, schedule, batch position and counters must all be restored.
+    """
+    sections: dict[str, Any] = {
+        "model": {"dropout": 0.3},
+        "loop": {"save_every": 100, "valid_every": 6},
+    }
+    full = make_config("full", **{**sections, "loop": {**sections["loop"], "max_steps": 12}})
+    train(full)
+
+    first = make_config("split", **{**sections, "loop": {**sections["loop"], "max_steps": 6}})
+    train(first)
+    assert final_checkpoint(first)["state"]["step"] == 6
+    second = make_config("split", **{**sections, "loop": {**sections["loop"], "max_steps": 12}})
+    train(second, resume=True)
+
+    want, got = final_checkpoint(full), final_checkpoint(second)
+    assert got["state"] == want["state"] | {"elapsed": got["state"]["elapsed"]}
+    assert got["state"]["step"] == 12 and got["batches"]["epoch"] >= 1
+    assert_same_weights(want["model"], got["model"])
+    assert_same_weights(want["optimizer"]["state"][0], got["optimizer"]["state"][0])
+
+    # Resuming a run that already reached max_steps takes no further step.
+    train(second, resume=True)
+    assert final_checkpoint(second)["state"]["step"] == 12
+    assert not (Path(second.run_dir) / "checkpoints" / "step_13.pt").exists()
+
+
+def test_run_with_checkpoints_refuses_to_start_without_resume(
+    make_config: MakeConfig,
+    make_raw: Callable[..., dict[str, Any]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cfg = make_config(loop={"max_steps": 2})
+    train(cfg)
+    before = sorted(p.name for p in (Path(cfg.run_dir) / "checkpoints").iterdir())
+    with pytest.raises(ValueError, match="already has checkpoints: pass --resume"):
+        train(cfg)
+    config_file = write_yaml(make_raw(loop={"max_steps": 2}), tmp_path / "run.yaml")
+    assert nmt(["train", str(config_file)]) == 2
+    assert "pass --resume" in caplog.text
+    assert sorted(p.name for p in (Path(cfg.run_dir) / "checkpoints").iterdir()) == before
+
+
+def test_atomic_save_leaves_old_checkpoint_and_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ckpt" / "last.pt"
+    checkpoint.atomic_save({"step": 1, "w": torch.ones(3)}, path)
+    real_save = torch.save
+
+    def save_half_then_fail(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        buffer = io.BytesIO()
+        real_save(obj, buffer, *args, **kwargs)
+        f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        checkpoint.atomic_save({"step": 2, "w": torch.zeros(1000)}, path)
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
+    saved = checkpoint.load(path)
+    assert saved["step"] == 1 and torch.equal(saved["w"], torch.ones(3))
+
+
+def test_failed_save_during_training_keeps_the_previous_checkpoint(
+    make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = make_config(loop={"max_steps": 10, "save_every": 5})
+    real_save, calls = torch.save, []
+
+    def fail_on_second(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            f.write(b"partial")
+            raise OSError(28, "No space left on device")
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", fail_on_second)
+    with pytest.raises(OSError):
+        train(cfg)
+    ckpt_dir = Path(cfg.run_dir) / "checkpoints"
+    assert [p.name for p in ckpt_dir.iterdir()] == ["step_5.pt"]
+    assert checkpoint.load(ckpt_dir / "step_5.pt")["state"]["step"] == 5
+
+    monkeypatch.setattr(torch, "save", real_save)
+    train(cfg, resume=True)  # continues from step 5
+    assert final_checkpoint(cfg)["state"]["step"] == 10
+
+
+def wait_for(
+    predicate: Callable[[], bool], timeout: float, proc: subprocess.Popen[bytes], log: Path
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            pytest.fail(f"nmt train exited early ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("nmt train made no progress in time")
+        time.sleep(0.2)
+
+
+def train_lines(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+    return [line for line in lines if line["type"] == "train"]
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_exits_zero_and_resume_continues(
+    make_raw: Callable[..., dict[str, Any]], make_config: MakeConfig, tmp_path: Path
+) -> None:
+    endless = {"max_steps": 1_000_000, "save_every": 1_000_000, "log_every": 1}
+    config_file = write_yaml(make_raw(loop=endless), tmp_path / "run.yaml")
+    run_dir, log_file = tmp_path / "run", tmp_path / "train.log"
+    with log_file.open("w") as log:  # a file, not a pipe: tqdm would fill a pipe and block
+        proc = subprocess.Popen(
+            nmt_command("train", config_file),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env=subprocess_env(),
+        )
+        try:
+            wait_for(lambda: len(train_lines(run_dir)) >= 3, 240, proc, log_file)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    err = log_file.read_text()
+    assert proc.returncode == 0, err[-3000:]
+    assert "received SIGTERM" in err
+
+    saved = checkpoint.step_checkpoints(run_dir / "checkpoints")
+    assert len(saved) == 1
+    stopped = checkpoint.load(saved[0])["state"]["step"]
+    assert stopped >= 3 and saved[0].name == f"step_{stopped}.pt"
+
+    cfg = make_config(loop={**endless, "max_steps": stopped + 3})
+    train(cfg, resume=True)
+    assert final_checkpoint(cfg)["state"]["step"] == stopped + 3
+    steps = [line["step"] for line in train_lines(run_dir)]
+    assert steps == list(range(1, stopped + 4))  # no step lost, none repeated

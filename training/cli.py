@@ -51,7 +51,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from training.export import export
 
-    export(args.run_dir, args.out, args.average_last, args.dtype, not args.no_eval, args.model_id)
+    export(
+        args.run_dir,
+        args.out,
+        args.average_last,
+        args.dtype,
+        not args.no_eval,
+        args.model_id,
+        args.checkpoint,
+    )
     return 0
 
 
@@ -90,6 +98,12 @@ def add_commands(subparsers: Subparsers) -> None:
     export.add_argument("run_dir", type=Path)
     export.add_argument("--out", type=Path, required=True)
     export.add_argument("--average-last", type=int, default=None, metavar="N")
+    export.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="NAME",
+        help="a file in RUN_DIR/checkpoints, e.g. step_2000.pt (default: best.pt)",
+    )
     export.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32")
     export.add_argument("--no-eval", action="store_true", help="skip valid/test evaluation")
     export.add_argument("--model-id", default=None)

@@ -24,9 +24,13 @@ log = logging.getLogger(__name__)
 
 
 def pick_weights(
-    ckpt_dir: Path, average_last: int | None
+    ckpt_dir: Path, average_last: int | None, name: str | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
-    """(weights, saved checkpoint, description): the best checkpoint or the mean of the last N."""
+    """(weights, saved checkpoint, description): the checkpoint ``name`` if given, else the
+    mean of the last N step checkpoints, else the best one."""
+    if name:
+        saved = checkpoint.load(ckpt_dir / name)
+        return saved["model"], saved, name
     if average_last:
         paths = checkpoint.step_checkpoints(ckpt_dir)[-average_last:]
         if not paths:
@@ -117,11 +121,12 @@ def export(
     dtype: str = "fp32",
     evaluate: bool = True,
     model_id: str | None = None,
+    checkpoint_name: str | None = None,
 ) -> Path:
     """Write the bundle for ``run_dir`` to ``out``; returns ``out``."""
     run = Path(run_dir)
     cfg = load_config(run / "config.yaml")
-    weights, saved, source = pick_weights(run / "checkpoints", average_last)
+    weights, saved, source = pick_weights(run / "checkpoints", average_last, checkpoint_name)
     model = Seq2Seq(ModelConfig.from_dict(saved["model_config"]))
     model.load_state_dict(weights)
     # Evaluate the weights as the bundle will hold them (fp16/bf16 rounding included).

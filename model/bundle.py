@@ -131,6 +131,11 @@ def save_bundle(
     _write_json(tmp / METADATA, meta)
     files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
     _write_json(tmp / MANIFEST, {"format_version": FORMAT_VERSION, "sha256": files})
+    # mkdtemp makes the directory 0700 and safetensors writes 0600: a service running as
+    # another user (the container's) could not read the bundle. It holds no secrets.
+    tmp.chmod(0o755)
+    for file in tmp.iterdir():
+        file.chmod(0o644)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)

@@ -1,0 +1,46 @@
+"""`nmt translate` end to end on the tiny bundle: files in, line-aligned translations out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from model import DecodeOptions, Translator
+from model.cli import main
+
+LINES = ["ba be ki", "", "mo na pa ta sa de do", "", "", "ku", "  sa le "]
+
+
+def test_translate_file_is_line_aligned(tiny_bundle: Path, tmp_path: Path) -> None:
+    src, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    argv = ["translate", "--model", str(tiny_bundle), "--beam", "3", "-i", str(src), "-o", str(out)]
+    assert main(argv) == 0
+
+    got = out.read_text(encoding="utf-8").split("\n")
+    assert got[-1] == ""  # every line ends with a newline
+    got = got[:-1]
+    assert len(got) == len(LINES)
+    assert [i for i, line in enumerate(got) if not line] == [1, 3, 4]
+    want = Translator.from_dir(tiny_bundle).translate(LINES, DecodeOptions(beam_size=3))
+    assert got == [r.text for r in want]
+
+
+def test_n_best_is_tab_separated(tiny_bundle: Path, tmp_path: Path) -> None:
+    src, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_text("ba be ki\nku\n", encoding="utf-8")
+    argv = ["translate", "--model", str(tiny_bundle), "--beam", "3", "--n-best", "3"]
+    assert main([*argv, "-i", str(src), "-o", str(out)]) == 0
+    rows = out.read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 2 and all(len(row.split("\t")) == 3 for row in rows)
+
+
+def test_missing_model_directory_exits_with_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("ku\n", encoding="utf-8")
+    missing = tmp_path / "no-such-bundle"
+    assert main(["translate", "--model", str(missing), "-i", str(src)]) == 2
+    assert str(missing) in caplog.text

@@ -1,0 +1,164 @@
+"""Translator: order, empty input, whitespace, per-sentence errors, n-best, attention, int8,
+and batch invariance through the whole text-in, text-out path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from model import (
+    Candidate,
+    DecodeOptions,
+    DeviceError,
+    InputTooLong,
+    Result,
+    TranslationFailed,
+    Translator,
+    load_bundle,
+)
+
+TEXTS = ["mo na pa ta sa de do", "ku", "ba be ki", "de do di du da de go ka", "sa le"]
+GREEDY = DecodeOptions(beam_size=1)
+BEAM = DecodeOptions(beam_size=4, n_best=4)
+
+
+@pytest.fixture(scope="module")
+def translator(tiny_bundle: Path) -> Translator:
+    return Translator.from_dir(tiny_bundle)
+
+
+def texts_of(results: list[Result]) -> list[str]:
+    return [r.text for r in results]
+
+
+@pytest.mark.parametrize("options", [GREEDY, BEAM], ids=["greedy", "beam"])
+def test_sentence_alone_equals_sentence_in_a_padded_batch(
+    translator: Translator, options: DecodeOptions
+) -> None:
+    lengths = [translator.count_tokens(t) for t in TEXTS]
+    assert len(set(lengths)) == len(TEXTS)  # every batch below is padded
+    together = translator.translate(TEXTS, options)
+    for text, in_batch in zip(TEXTS, together, strict=True):
+        (alone,) = translator.translate([text], options)
+        assert [c.tokens for c in in_batch.candidates] == [c.tokens for c in alone.candidates]
+        for a, b in zip(in_batch.candidates, alone.candidates, strict=True):
+            assert a.score == pytest.approx(b.score, abs=1e-5)
+
+
+@pytest.mark.parametrize("batch_tokens", [4096, 12])
+def test_results_come_back_in_the_callers_order(translator: Translator, batch_tokens: int) -> None:
+    """Inputs are sorted by length inside; a small token budget also splits them into batches."""
+    alone = [translator.translate([t], GREEDY)[0].text for t in TEXTS]
+    assert len(set(alone)) == len(TEXTS), "the tiny model should translate each input differently"
+    small = Translator(translator.bundle, batch_tokens=batch_tokens)
+    assert texts_of(small.translate(TEXTS, GREEDY)) == alone
+    assert texts_of(small.translate(TEXTS[::-1], GREEDY)) == alone[::-1]
+
+
+def test_batches_respect_the_token_budget(translator: Translator) -> None:
+    small = Translator(translator.bundle, batch_tokens=12)
+    items = sorted(
+        ((i, translator.tokenizer.encode_source(t)) for i, t in enumerate(TEXTS)),
+        key=lambda item: len(item[1]),
+    )
+    batches = small._batches(items)
+    assert [i for batch in batches for i, _ in batch] == [i for i, _ in items]
+    for batch in batches:
+        assert len(batch) == 1 or len(batch) * max(len(ids) for _, ids in batch) <= 12
+
+
+def test_empty_input_gives_empty_output(translator: Translator) -> None:
+    results = translator.translate(["", "ku", ""], BEAM)
+    assert [r.text for r in results] == ["", translator.translate(["ku"], BEAM)[0].text, ""]
+    assert results[0].error is None and results[0].candidates == (Candidate("", 0.0, ()),)
+    assert translator.translate([], GREEDY) == []
+
+
+def test_leading_and_trailing_whitespace_is_kept(translator: Translator) -> None:
+    core = translator.translate(["ba be ki"], GREEDY)[0].text
+    assert core and core == core.strip()
+    (padded,) = translator.translate(["  ba be ki \t"], GREEDY)
+    assert padded.text == "  " + core + " \t"
+
+
+def test_too_long_input_fails_alone(tiny_bundle: Path) -> None:
+    translator = Translator(load_bundle(tiny_bundle), max_input_tokens=6)
+    long_text = "de do di du da de go ka"
+    n_tokens = translator.count_tokens(long_text)
+    assert n_tokens > 6
+    results = translator.translate(["ku", long_text, "sa le"], GREEDY)
+    assert len(results) == 3
+    assert isinstance(results[1].error, InputTooLong)
+    assert results[1].error.index == 1 and results[1].error.n_tokens == n_tokens
+    assert "limit is 6" in str(results[1].error)
+    assert results[1].candidates == () and results[1].text == ""
+    for i in (0, 2):
+        assert results[i].error is None and results[i].text
+    others = translator.translate(["ku", "sa le"], GREEDY)
+    assert texts_of([results[0], results[2]]) == texts_of(others)
+
+
+def test_a_failing_sentence_does_not_fail_the_others(
+    translator: Translator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that raises is retried sentence by sentence; only the culprit gets an error."""
+    want = texts_of(translator.translate(TEXTS, GREEDY))
+    bad_ids = translator.tokenizer.encode_source(TEXTS[2])
+    original = translator.decode_ids
+
+    def flaky(batch_ids: list[list[int]], options: DecodeOptions) -> list:  # type: ignore[type-arg]
+        if bad_ids in batch_ids:
+            raise RuntimeError("boom")
+        return original(batch_ids, options)
+
+    monkeypatch.setattr(translator, "decode_ids", flaky)
+    results = translator.translate(TEXTS, GREEDY)
+    assert isinstance(results[2].error, TranslationFailed) and "boom" in str(results[2].error)
+    assert [r.text for i, r in enumerate(results) if i != 2] == want[:2] + want[3:]
+
+
+def test_n_best_candidates_are_sorted_by_score(translator: Translator) -> None:
+    for result in translator.translate(TEXTS, BEAM):
+        scores = [c.score for c in result.candidates]
+        assert len(scores) == 4
+        assert scores == sorted(scores, reverse=True)
+        assert len({c.tokens for c in result.candidates}) == 4  # distinct hypotheses
+        assert result.score == scores[0] and result.text == result.candidates[0].text
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_attention_rows_cover_the_source_and_sum_to_one(
+    translator: Translator, beam_size: int
+) -> None:
+    options = DecodeOptions(beam_size=beam_size, n_best=beam_size, return_attention=True)
+    for text, result in zip(TEXTS, translator.translate(TEXTS, options), strict=True):
+        assert result.source_tokens == tuple(
+            translator.tokenizer.source_pieces(translator.tokenizer.encode_source(text))
+        )
+        for cand in result.candidates:
+            assert cand.attention is not None
+            attn = torch.tensor(cand.attention)
+            assert attn.shape == (len(cand.tokens), len(result.source_tokens))
+            assert torch.allclose(attn.sum(dim=1), torch.ones(len(cand.tokens)), atol=1e-5)
+    assert translator.translate(TEXTS[:1], BEAM)[0].candidates[0].attention is None
+
+
+def test_int8_translator_quantizes_and_translates(tiny_bundle: Path) -> None:
+    translator = Translator.from_dir(tiny_bundle, quantize="int8")
+    modules = {type(m).__module__ for m in translator.model.modules()}
+    assert any("quantized" in name for name in modules), modules
+    for options in (GREEDY, BEAM):
+        results = translator.translate(TEXTS, options)
+        assert all(r.error is None and r.text for r in results)
+        assert all(len(c.tokens) > 0 for r in results for c in r.candidates)
+
+
+def test_bad_constructor_arguments(tiny_bundle: Path) -> None:
+    bundle = load_bundle(tiny_bundle)
+    with pytest.raises(ValueError, match="quantize"):
+        Translator(bundle, quantize="int4")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA"):
+            Translator(bundle, device="cuda")

@@ -212,7 +212,8 @@ case "$gpu_config" in
 esac
 
 # One thread outside too, as in the container: the same wheel then computes the same floats.
-expected=$(printf '%s\n' "$SENTENCE" | OMP_NUM_THREADS=1 NMT_THREADS=1 "$VENV/bin/nmt" translate --model "$MODEL_DIR")
+expected=$(printf '%s\n' "$SENTENCE" | OMP_NUM_THREADS=1 NMT_THREADS=1 "$VENV/bin/nmt" translate --model "$MODEL_DIR") ||
+    die "nmt translate --model $MODEL_DIR failed outside the container"
 
 # ---- 7. Wait for /ready, translate, compare with the CLI outside; health, user, threads ----
 http() { # http METHOD PATH [JSON-BODY]: prints the body, fails unless 2xx

@@ -28,8 +28,8 @@ lint: setup
 type: setup
 	$(BIN)/mypy model service
 
-# The README's test command: lint, the fast unit suite, then the slow end-to-end tests.
-test: lint
+# The README's test command: lint, types, the fast unit suite, then the slow end-to-end tests.
+test: lint type
 	$(BIN)/pytest -q -m "not slow"
 	$(BIN)/pytest -q -m slow
 

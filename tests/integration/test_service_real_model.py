@@ -1,0 +1,64 @@
+"""The service with a real (tiny) model: concurrent requests share batches and get the same
+translations as the same texts sent one by one."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.app import create_app
+from service.settings import Settings
+
+SENTENCES = [
+    " ".join(["alpha", "beta", "gamma", "delta"][: 1 + i % 4]) + f" {i}" for i in range(64)
+]
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return 0.0
+
+
+async def translate(client: httpx.AsyncClient, text: str, beam: int) -> tuple[str, float]:
+    response = await client.post("/v1/translate", json={"text": text, "beam_size": beam})
+    assert response.status_code == 200, response.text
+    entry = response.json()["translations"][0]
+    return entry["text"], entry["score"]
+
+
+def run_concurrency(bundle: Path, beam: int) -> None:
+    settings = Settings(models=[bundle], device="cpu", quantize="none", max_wait_ms=50.0)
+    app = create_app(settings)
+
+    async def scenario() -> None:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                assert (await client.get("/ready")).status_code == 200
+                alone = [await translate(client, s, beam) for s in SENTENCES]
+                before = (await client.get("/metrics")).text
+                together = await asyncio.gather(*(translate(client, s, beam) for s in SENTENCES))
+                after = (await client.get("/metrics")).text
+        assert [t for t, _ in together] == [t for t, _ in alone]
+        for (_, s1), (_, s2) in zip(together, alone, strict=True):
+            assert abs(s1 - s2) < 1e-4
+        batches = sample(after, "nmt_batch_size_count") - sample(before, "nmt_batch_size_count")
+        sentences = sample(after, "nmt_batch_size_sum") - sample(before, "nmt_batch_size_sum")
+        assert sentences == len(SENTENCES)
+        assert batches < len(SENTENCES)  # requests were merged: some batch held more than one
+
+    asyncio.run(scenario())
+
+
+def test_64_concurrent_greedy_requests_match_one_by_one(tiny_bundle: Path) -> None:
+    run_concurrency(tiny_bundle, beam=1)
+
+
+def test_64_concurrent_beam_requests_match_one_by_one(tiny_bundle: Path) -> None:
+    run_concurrency(tiny_bundle, beam=4)

@@ -1,0 +1,338 @@
+"""Decoding speed of a bundle (or of a random default-size model), and how close it gets to the
+machine's measured matmul throughput.
+
+    python bench/decode.py --model models/en-de-multi30k \\
+        --src ../shared/data/multi30k/test_2016_flickr.en.gz
+    python bench/decode.py --random-model --src ../shared/data/multi30k/test_2016_flickr.en.gz \\
+        --limit 200
+
+Prints one table: sentences/s and target tokens/s for greedy and beam 5, at batch size 1 (the
+first --batch1-limit sentences, one call each) and batched (all sentences in one call, cut into
+--batch-tokens batches by the Translator), for fp32 and int8 (dynamic quantization). Each time
+is the median of --repeats runs of Translator.translate, model loading excluded. Also printed:
+the model's MACs per target token (per beam row and step) and per source token, this machine's
+matmul GFLOP/s at beam-search shapes, the achieved fraction of it, and the peak RSS.
+
+--random-model builds the issue's default-size network (2-layer bi-LSTM 512, 2-layer decoder
+512, embeddings 256, vocabulary 8k) with random weights, so the batched-vs-batch-1 floor can
+be checked without a trained model. Its tokenizer comes from --model when given, otherwise from
+a SentencePiece model trained on --src in a temporary directory. Where that vocabulary is
+smaller than 8k, the output bias of the extra ids is set to -1e4: the projection still costs
+the full 8k columns, but only ids the tokenizer can spell are chosen. Random weights rarely
+choose EOS, so hypotheses run to the length limit (1.5 * source + 10): compare tokens/s, not
+sentences/s, with a trained model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import sentencepiece as spm
+import torch
+from torch import nn
+
+from model import (
+    DecodeOptions,
+    ModelConfig,
+    Result,
+    Seq2Seq,
+    Tokenizer,
+    Translator,
+    load_bundle,
+)
+from model.bundle import Bundle
+from model.translator import quantize_int8
+
+RANDOM_VOCAB = 8000
+
+
+# --- model arithmetic ---------------------------------------------------------------------------
+
+
+def lstm_macs(input_size: int, hidden: int) -> int:
+    """Multiply-accumulates of one LSTM cell step: four gates over [input; hidden]."""
+    return 4 * hidden * (input_size + hidden)
+
+
+def decoder_macs(cfg: ModelConfig, src_len: float) -> dict[str, float]:
+    """MACs of one decoder step for one beam row (one target token), by part.
+
+    Attention scores and context each cost S*H; the key projection runs once per source token
+    and is counted with the encoder.
+    """
+    hidden, out = cfg.hidden_size, cfg.out_size
+    first_in = cfg.emb_size + (out if cfg.input_feeding else 0)
+    lstm = lstm_macs(first_in, hidden) + (cfg.decoder_layers - 1) * lstm_macs(hidden, hidden)
+    attention = 2 * src_len * hidden + (hidden * hidden if cfg.attention == "additive" else 0)
+    parts = {
+        "decoder LSTM": float(lstm),
+        "attention": attention,
+        "combine": float(2 * hidden * out),
+        "generator": float(out * cfg.tgt_vocab_size),
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def encoder_macs(cfg: ModelConfig) -> float:
+    """MACs per source token: both directions of every layer, plus the attention keys."""
+    half = cfg.hidden_size // 2
+    macs = 2 * lstm_macs(cfg.emb_size, half)
+    macs += (cfg.encoder_layers - 1) * 2 * lstm_macs(cfg.hidden_size, half)
+    if cfg.attention != "dot":
+        macs += cfg.hidden_size * cfg.hidden_size
+    return float(macs)
+
+
+# --- machine peak ---------------------------------------------------------------------------------
+
+
+def best_seconds(fn: Callable[[], object], min_time: float = 0.3, min_iters: int = 5) -> float:
+    """The fastest of at least ``min_iters`` calls (and ``min_time`` seconds) after a warm-up."""
+    for _ in range(2):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_iters or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+@torch.inference_mode()
+def matmul_gflops() -> dict[str, float]:
+    """GFLOP/s (2 x MACs / s) of fp32 torch.mm and of a dynamic-int8 Linear, beam-like shapes."""
+    results = {}
+    for m, k, n in ((320, 1280, 2048), (320, 256, 8000), (320, 512, 8000)):
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        results[f"fp32 mm {m}x{k}x{n}"] = (
+            2 * m * k * n / best_seconds(lambda a=a, b=b: torch.mm(a, b)) / 1e9
+        )
+    m, k, n = 320, 1280, 2048
+    linear = quantize_int8(nn.Sequential(nn.Linear(k, n, bias=False)))
+    x = torch.randn(m, k)
+    results[f"int8 Linear {m}x{k}x{n}"] = 2 * m * k * n / best_seconds(lambda: linear(x)) / 1e9
+    return results
+
+
+# --- models -------------------------------------------------------------------------------------
+
+
+def read_lines(path: Path, limit: int | None) -> list[str]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
+        lines = [line.rstrip("\n") for line in f]
+    return lines[:limit] if limit else lines
+
+
+def train_spm(lines: list[str], workdir: Path) -> Path:
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines),
+        model_prefix=str(workdir / "spm"),
+        vocab_size=RANDOM_VOCAB,
+        hard_vocab_limit=False,  # a small file gives fewer pieces
+        character_coverage=1.0,
+        pad_id=0,
+        unk_id=1,
+        bos_id=2,
+        eos_id=3,
+        num_threads=2,
+        minloglevel=2,
+    )
+    return workdir / "spm.model"
+
+
+def random_bundle(tokenizer: Tokenizer, input_feeding: bool) -> Bundle:
+    """The default-size network with random weights, as a Bundle the Translator accepts."""
+    torch.manual_seed(0)
+    config = ModelConfig(
+        src_vocab_size=RANDOM_VOCAB,
+        tgt_vocab_size=RANDOM_VOCAB,
+        emb_size=256,
+        hidden_size=512,
+        encoder_layers=2,
+        decoder_layers=2,
+        attention="general",
+        input_feeding=input_feeding,
+        dropout=0.0,
+    )
+    model = Seq2Seq(config)
+    with torch.no_grad():
+        model.decoder.generator.bias[tokenizer.tgt_vocab_size :] = -1e4
+    unique = {name for name, _ in model.named_parameters()}  # no tied aliases, as when saved
+    state = {k: v for k, v in model.state_dict().items() if k in unique}
+    return Bundle(Path("random-default-size"), config, tokenizer, state, {"model_id": "random"})
+
+
+# --- timing ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    precision: str
+    search: str
+    batch: str
+    sentences: int
+    seconds: float
+    target_tokens: int
+    source_tokens: int
+    beam: int
+
+    @property
+    def sent_per_s(self) -> float:
+        return self.sentences / self.seconds
+
+    @property
+    def tok_per_s(self) -> float:
+        return self.target_tokens / self.seconds
+
+
+def timed(run: Callable[[], list[Result]], repeats: int) -> tuple[float, list[Result]]:
+    times, results = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        results = run()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), results
+
+
+def bench_translator(
+    translator: Translator, precision: str, lines: list[str], args: argparse.Namespace
+) -> list[Row]:
+    rows = []
+    searches = {"greedy": DecodeOptions(beam_size=1), f"beam {args.beam}": DecodeOptions(args.beam)}
+    translator.translate(lines[:8], searches["greedy"])  # warm-up: allocator, thread pool
+    for search, options in searches.items():
+        subset = lines[: args.batch1_limit]
+        modes: dict[str, tuple[list[str], Callable[[], list[Result]]]] = {
+            "1": (subset, lambda s=subset, o=options: [translator.translate([t], o)[0] for t in s]),
+            "batched": (lines, lambda o=options: translator.translate(lines, o)),
+        }
+        for batch, (texts, run) in modes.items():
+            seconds, results = timed(run, args.repeats)
+            rows.append(
+                Row(
+                    precision,
+                    search,
+                    batch,
+                    len(texts),
+                    seconds,
+                    sum(len(r.candidates[0].tokens) for r in results if r.candidates),
+                    sum(translator.count_tokens(t) for t in texts),
+                    options.beam_size,
+                )
+            )
+            print(f"  {precision} {search} batch={batch}: {seconds:.2f} s", flush=True)
+    return rows
+
+
+def achieved_gflops(row: Row, cfg: ModelConfig, src_len: float) -> float:
+    """Useful work per second: encoder per source token, decoder per beam row per step.
+
+    Decoder steps = target tokens + one EOS step per sentence, times the beam size; padding,
+    finished rows and search overhead are not counted as useful.
+    """
+    steps = (row.target_tokens + row.sentences) * row.beam
+    macs = encoder_macs(cfg) * row.source_tokens + decoder_macs(cfg, src_len)["total"] * steps
+    return 2 * macs / row.seconds / 1e9
+
+
+def print_report(
+    rows: list[Row], cfg: ModelConfig, src_len: float, peaks: dict[str, float], label: str
+) -> None:
+    fp32_peak = max(v for k, v in peaks.items() if k.startswith("fp32"))
+    int8_peak = max(v for k, v in peaks.items() if k.startswith("int8"))
+    print(f"\n{label}")
+    print(
+        f"emb {cfg.emb_size}, hidden {cfg.hidden_size}, encoder {cfg.encoder_layers}x bi-LSTM, "
+        f"decoder {cfg.decoder_layers}x LSTM, {cfg.attention} attention, input feeding "
+        f"{cfg.input_feeding}, tied {cfg.tie_embeddings}, vocabulary {cfg.tgt_vocab_size}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}"
+    )
+    print("\n| precision | search | batch | sentences | sent/s | tgt tok/s | GFLOP/s | of peak |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        gflops = achieved_gflops(r, cfg, src_len)
+        peak = int8_peak if r.precision == "int8" else fp32_peak
+        print(
+            f"| {r.precision} | {r.search} | {r.batch} | {r.sentences} | {r.sent_per_s:.1f} "
+            f"| {r.tok_per_s:.0f} | {gflops:.1f} | {100 * gflops / peak:.0f}% |"
+        )
+    print("\nbatched / batch-1 throughput:")
+    for precision in dict.fromkeys(r.precision for r in rows):
+        for search in dict.fromkeys(r.search for r in rows):
+            one, many = (
+                next(r for r in rows if (r.precision, r.search, r.batch) == (precision, search, b))
+                for b in ("1", "batched")
+            )
+            print(
+                f"  {precision} {search}: {many.sent_per_s / one.sent_per_s:.1f}x sentences/s, "
+                f"{many.tok_per_s / one.tok_per_s:.1f}x target tokens/s"
+            )
+    parts = decoder_macs(cfg, src_len)
+    print(f"\nMACs per target token per beam row (mean source length {src_len:.1f} tokens):")
+    for name, value in parts.items():
+        print(f"  {name:>13}: {value / 1e6:.3f} M")
+    print(f"MACs per source token (encoder + attention keys): {encoder_macs(cfg) / 1e6:.3f} M")
+    print("matmul peak on this machine (best of several runs):")
+    for name, value in peaks.items():
+        print(f"  {name}: {value:.0f} GFLOP/s")
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS: {rss_mb:.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, help="bundle directory")
+    parser.add_argument("--random-model", action="store_true", help="random default-size model")
+    parser.add_argument("--input-feeding", action="store_true", help="random model: input feed")
+    parser.add_argument("--src", type=Path, required=True, help="source sentences (.gz ok)")
+    parser.add_argument("--limit", type=int, default=None, help="use the first N sentences")
+    parser.add_argument("--batch1-limit", type=int, default=100, help="sentences at batch 1")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-tokens", type=int, default=4096)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--beam", type=int, default=5)
+    parser.add_argument("--precisions", default="fp32,int8", help="comma-separated")
+    args = parser.parse_args()
+    if not args.model and not args.random_model:
+        parser.error("give --model DIR, --random-model, or both")
+    torch.set_num_threads(args.threads)
+    lines = [line for line in read_lines(args.src, args.limit) if line.strip()]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.random_model:
+            tokenizer = (
+                load_bundle(args.model).tokenizer
+                if args.model
+                else Tokenizer(train_spm(read_lines(args.src, None), Path(tmp)))
+            )
+            bundle = random_bundle(tokenizer, args.input_feeding)
+            label = f"random default-size model, tokenizer vocabulary {tokenizer.tgt_vocab_size}"
+        else:
+            bundle = load_bundle(args.model)
+            label = f"bundle {args.model}"
+        print(f"{label}; {len(lines)} sentences; {args.threads} threads", flush=True)
+        peaks = matmul_gflops()
+        rows: list[Row] = []
+        for precision in args.precisions.split(","):
+            quantize = "int8" if precision == "int8" else "none"
+            translator = Translator(bundle, quantize=quantize, batch_tokens=args.batch_tokens)
+            rows += bench_translator(translator, precision, lines, args)
+            del translator
+    batched = next(r for r in rows if r.batch == "batched")
+    print_report(rows, bundle.config, batched.source_tokens / batched.sentences, peaks, label)
+
+
+if __name__ == "__main__":
+    main()

@@ -108,7 +108,6 @@ def save_bundle(
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it owner-only; a service user must be able to read it
     names = ["spm.model"] if tokenizer.joint else ["spm.src.model", "spm.tgt.model"]
     for src, name in zip(tokenizer.files, names, strict=True):
         shutil.copyfile(src, tmp / name)

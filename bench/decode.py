@@ -196,13 +196,14 @@ class Row:
         return self.target_tokens / self.seconds
 
 
-def timed(run: Callable[[], list[Result]], repeats: int) -> tuple[float, list[Result]]:
+def timed(run: Callable[[], list[Result]], repeats: int) -> tuple[list[float], list[Result]]:
+    """Seconds of each of ``repeats`` runs, and the results of the last."""
     times, results = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
         results = run()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), results
+    return times, results
 
 
 def bench_translator(
@@ -218,7 +219,8 @@ def bench_translator(
             "batched": (lines, lambda o=options: translator.translate(lines, o)),
         }
         for batch, (texts, run) in modes.items():
-            seconds, results = timed(run, args.repeats)
+            times, results = timed(run, args.repeats)
+            seconds = statistics.median(times)
             rows.append(
                 Row(
                     precision,
@@ -231,7 +233,8 @@ def bench_translator(
                     options.beam_size,
                 )
             )
-            print(f"  {precision} {search} batch={batch}: {seconds:.2f} s", flush=True)
+            spread = ", ".join(f"{t:.2f}" for t in times)
+            print(f"  {precision} {search} batch={batch}: {seconds:.2f} s ({spread})", flush=True)
     return rows
 
 

@@ -81,10 +81,7 @@ def prune(ckpt_dir: Path, keep_last: int) -> None:
 
 
 def latest(ckpt_dir: Path) -> Path | None:
-    """The checkpoint to resume from: ``last.pt``, else the newest step checkpoint."""
-    last = ckpt_dir / "last.pt"
-    if last.is_file():
-        return last
+    """The checkpoint to resume from: the newest step checkpoint (every save writes one)."""
     steps = step_checkpoints(ckpt_dir)
     return steps[-1] if steps else None
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import platform
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ import torch
 
 from model import DecodeOptions, ModelConfig, Seq2Seq, Tokenizer, save_bundle
 from model.bundle import DTYPES
-from training import checkpoint
+from training import checkpoint, hardware
 from training.config import TrainConfig, load_config
 from training.corpus import read_pairs
 from training.evaluate import score, translate_all, translator_for
@@ -50,23 +48,11 @@ def pick_weights(
     return saved["model"], saved, path.name
 
 
-def hardware() -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+def recorded_now() -> dict[str, Any]:
+    """For checkpoints written before training recorded its hardware: this machine, marked."""
+    info = hardware.describe(torch.device("cpu"))
+    del info["torch_threads"]  # the exporting process's, not the training run's
+    return {**info, "recorded": "at export, not by the training run"}
 
 
 def git_sha() -> str | None:
@@ -144,7 +130,7 @@ def export(
             "target_tokens": state.get("tokens"),
             "wall_clock_s": round(state.get("elapsed", 0.0), 1),
             "best_step": state.get("best_step"),
-            "hardware": hardware(),
+            "hardware": saved.get("hardware") or recorded_now(),
             "git_sha": git_sha(),
         },
         "decoding": {"beam_size": cfg.eval.beam_size, "length_penalty": cfg.eval.length_penalty},

@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from model import PAD_ID, DecodeOptions, Seq2Seq
-from training import checkpoint, distributed
+from training import checkpoint, distributed, hardware
 from training.batching import BatchIterator, TensorBatch, collate, example_lengths, make_batches
 from training.config import TrainConfig, config_to_dict, save_resolved
 from training.evaluate import score, translate_all, translator_for
@@ -214,6 +214,7 @@ def save_checkpoint(
     state: TrainState,
     batches: BatchIterator,
     cfg: TrainConfig,
+    machine: dict[str, Any],
 ) -> None:
     checkpoint.atomic_save(
         {
@@ -225,6 +226,7 @@ def save_checkpoint(
             "batches": batches.state_dict(),
             "rng": checkpoint.rng_state(),
             "train_config": config_to_dict(cfg),
+            "hardware": machine,
         },
         path,
     )
@@ -331,9 +333,11 @@ def train(
         total=cfg.loop.max_steps, initial=state.step, disable=not info.is_main, unit="step"
     )
 
+    machine = hardware.describe(device, info.world_size)
+
     def save(path: Path) -> None:
         if info.is_main:
-            save_checkpoint(path, model, optimizer, schedule, state, batches, cfg)
+            save_checkpoint(path, model, optimizer, schedule, state, batches, cfg, machine)
             checkpoint.prune(ckpt_dir, cfg.loop.keep_last)
 
     # A resumed run that already reached a limit stops before taking another step.
@@ -419,6 +423,7 @@ def run_validation(
                     "model_config": model.config.to_dict(),
                     "state": asdict(state),
                     "valid": result,
+                    "hardware": hardware.describe(device, info.world_size),
                 },
                 ckpt_dir / "best.pt",
             )

@@ -60,7 +60,11 @@ def test_train_export_translate_evaluate(
         assert (meta["source_lang"], meta["target_lang"]) == ("xx", "xx")
         assert meta["training"]["steps"] == meta["training"]["best_step"] in (10, 20, 30)
         assert meta["training"]["target_tokens"] > 0
-        assert meta["training"]["hardware"]["cpu"] and meta["training"]["hardware"]["cpu_count"]
+        machine = meta["training"]["hardware"]
+        assert machine["cpu"] and machine["cpu_count"]
+        # Recorded by the training run itself, not guessed by the exporting process.
+        assert (machine["device"], machine["processes"]) == ("cpu", 1)
+        assert "recorded" not in machine
         for split in ("valid", "test"):
             for beam in ("beam1", "beam5"):
                 scores = meta["metrics"][split][beam]

@@ -1,6 +1,6 @@
 """Attention over the encoder memory: Luong ``general``/``dot`` or Bahdanau ``additive``.
 
-Shapes: B batch (or batch x beam rows), T target steps, S source length,
+Shapes: B batch, N query rows (B, or B x beam size), T target steps, S source length,
 H query/key size, A attention size.
 """
 
@@ -41,22 +41,29 @@ class Attention(nn.Module):
     def forward(
         self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """Attend ``query`` (B, T, H) over the source.
+        """Attend ``query`` (N, T, H) over the source of its sentence.
+
+        Beam search keeps one encoder row per sentence and K query rows per sentence: query
+        rows ``b*K .. b*K+K-1`` all attend over source ``b``, so the encoder output is never
+        copied K times. Outside beam search N = B.
 
         Args:
-            query: decoder outputs, (B, T, H).
+            query: decoder outputs, (N, T, H) with N a multiple of B.
             keys: from ``project_keys``, (B, S, A).
             memory: encoder outputs, (B, S, H).
             mask: True at real source tokens, (B, S).
 
         Returns:
-            context (B, T, H) and attention weights (B, T, S) that sum to 1 over real tokens.
+            context (N, T, H) and attention weights (N, T, S) that sum to 1 over real tokens.
         """
+        rows, steps = query.shape[:2]
+        grouped = query.reshape(keys.size(0), -1, query.size(-1))  # (B, K*T, H)
         if self.kind == "additive":
-            hidden = self.query_proj(query).unsqueeze(2) + keys.unsqueeze(1)  # (B, T, S, A)
-            scores = self.energy(torch.tanh(hidden)).squeeze(-1)  # (B, T, S)
+            hidden = self.query_proj(grouped).unsqueeze(2) + keys.unsqueeze(1)  # (B, K*T, S, A)
+            scores = self.energy(torch.tanh(hidden)).squeeze(-1)  # (B, K*T, S)
         else:
-            scores = torch.bmm(query, keys.transpose(1, 2))  # (B, T, S)
+            scores = torch.bmm(grouped, keys.transpose(1, 2))  # (B, K*T, S)
         scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
-        weights = torch.softmax(scores, dim=-1)  # (B, T, S)
-        return torch.bmm(weights, memory), weights  # (B, T, H), (B, T, S)
+        weights = torch.softmax(scores, dim=-1)  # (B, K*T, S)
+        context = torch.bmm(weights, memory)  # (B, K*T, H)
+        return context.view(rows, steps, -1), weights.view(rows, steps, -1)

@@ -1,6 +1,7 @@
 """Batched beam search over one flat (batch x beam) dimension with fixed shapes.
 
-Row ``b * K + k`` holds beam k of sentence b. Every step scores all K*V continuations of each
+Row ``b * K + k`` holds beam k of sentence b; the encoder output keeps one row per sentence
+(attention groups the K rows, see ``Attention.forward``). Every step scores all K*V continuations of each
 sentence, keeps the best K that do not end, and moves the ones that end into a per-sentence
 buffer of finished hypotheses. Shapes: B batch, K beam size, N = B*K rows, V vocabulary,
 T maximum target steps, S source length.
@@ -41,11 +42,9 @@ class Finished(NamedTuple):
     attn: Tensor | None  # (B, K, T, S)
 
 
-def expand(enc: EncoderOutput, beam_size: int) -> EncoderOutput:
-    """Repeat each sentence's encoder output K times, so row b*K+k is beam k of sentence b."""
-    batch = enc.memory.size(0)
-    rows = torch.arange(batch, device=enc.memory.device).repeat_interleave(beam_size)  # (N,)
-    return enc.select(rows)
+def beam_rows(batch: int, beam_size: int, device: torch.device) -> Tensor:
+    """(N,) = [0]*K + [1]*K + ...: the sentence of every beam row, to repeat per-sentence rows."""
+    return torch.arange(batch, device=device).repeat_interleave(beam_size)
 
 
 def initial_scores(batch: int, beam_size: int, device: torch.device) -> Tensor:
@@ -58,15 +57,20 @@ def initial_scores(batch: int, beam_size: int, device: torch.device) -> Tensor:
 def topk_flat(scores: Tensor, log_probs: Tensor, k: int) -> Candidates:
     """Best ``k`` continuations over all beams of each sentence.
 
+    A sentence's best k of its K*V continuations are among each beam's own best k, so every
+    row is cut to its top k first and only K*k sums are formed, not K*V.
+
     Args:
         scores: (B, K) accumulated scores of the live beams.
         log_probs: (N, V) next-token log-probabilities of every row.
     """
     batch, beam_size = scores.shape
-    vocab = log_probs.size(-1)
-    flat = (scores.reshape(-1, 1) + log_probs).view(batch, beam_size * vocab)  # (B, K*V)
-    top_scores, top_idx = flat.topk(min(k, beam_size * vocab), dim=1)  # (B, 2K)
-    return Candidates(top_scores, top_idx // vocab, top_idx % vocab)
+    per_row = min(k, log_probs.size(-1))
+    row_scores, row_tokens = log_probs.topk(per_row, dim=1)  # (N, k)
+    flat = (scores.reshape(-1, 1) + row_scores).view(batch, beam_size * per_row)  # (B, K*k)
+    top_scores, top_idx = flat.topk(min(k, beam_size * per_row), dim=1)  # (B, 2K)
+    tokens = row_tokens.view(batch, beam_size * per_row).gather(1, top_idx)
+    return Candidates(top_scores, top_idx // per_row, tokens)
 
 
 def live_choice(cand: Candidates, beam_size: int) -> Tensor:
@@ -132,8 +136,7 @@ def beam_search(
     batch, beam_size, device = src_lens.size(0), options.beam_size, enc.memory.device
     max_lens = options.max_lengths(src_lens).to(device)  # (B,)
     steps, src_width = int(max_lens.max()), enc.memory.size(1)
-    enc = expand(enc, beam_size)
-    state = model.initial_state(enc)
+    state = model.initial_state(enc).select(beam_rows(batch, beam_size, device))  # (A*K rows)
     scores = initial_scores(batch, beam_size, device)  # (A, K)
     active = torch.arange(batch, device=device)  # (A,)
     history = torch.full((batch * beam_size, steps), PAD_ID, dtype=torch.long, device=device)
@@ -191,7 +194,7 @@ def beam_search(
             live = (~done).nonzero().squeeze(1)  # (A',)
             keep = keep_sentences(live, beam_size)  # (A'*K,)
             active, scores, token, rows = active[live], scores[live], token[keep], rows[keep]
-            enc = enc.select(keep)  # a sentence's K encoder rows are identical copies
+            enc = enc.select(live)
         state = state.select(rows)
         (history,) = reorder(rows, history)
         history[:, t] = token

@@ -1,6 +1,6 @@
 """LSTM decoder with attention, stepwise (search) and teacher-forced (training).
 
-Shapes: B batch (or batch x beam rows), T target length, S source length, E embedding size,
+Shapes: B batch, N hypothesis rows (B, or B x beam size in beam search), T target length, S source length, E embedding size,
 H hidden size, O attentional-vector size (E when embeddings are tied, else H), V vocabulary,
 L decoder layers.
 """
@@ -26,7 +26,7 @@ class EncoderOutput(NamedTuple):
     final_c: Tensor  # (B, H)
 
     def select(self, rows: Tensor) -> EncoderOutput:
-        """Rows ``rows`` of every tensor, e.g. each sentence repeated K times for beam search."""
+        """Rows ``rows`` of every tensor, e.g. the sentences still decoding."""
         return EncoderOutput(*(t.index_select(0, rows) for t in self))
 
 
@@ -100,7 +100,10 @@ class Decoder(nn.Module):
     def step(
         self, prev_ids: Tensor, state: DecoderState, enc: EncoderOutput
     ) -> tuple[Tensor, DecoderState]:
-        """One step for search: (B,) previous ids -> logits (B, V) and the next state."""
+        """One step for search: (N,) previous ids -> logits (N, V) and the next state.
+
+        ``enc`` has one row per sentence; N may be K times that (beam search), see Attention.
+        """
         x = self.embedding(prev_ids).unsqueeze(1)  # (B, 1, E)
         if self.input_feeding:
             x = torch.cat([x, state.feed.unsqueeze(1)], dim=-1)  # (B, 1, E+O)

@@ -58,7 +58,12 @@ class Hypothesis:
 
 
 class StepModel(Protocol):
-    """What search needs from a model; tests plug in an oracle with hand-set probabilities."""
+    """What search needs from a model; tests plug in an oracle with hand-set probabilities.
+
+    ``enc`` always has one row per sentence. ``initial_state`` gives one state row per
+    sentence; beam search repeats each K times, so in ``decode_step`` rows ``b*K .. b*K+K-1``
+    of ``prev_ids`` and ``state`` belong to sentence ``b`` of ``enc``.
+    """
 
     def initial_state(self, enc: EncoderOutput) -> DecoderState: ...
 

@@ -43,7 +43,8 @@ class Oracle:
     """A ``StepModel`` whose next-token distribution is ``table(sentence, prefix)``.
 
     The state keeps each row's prefix in ``h`` (one slot per step, -1 = empty), so it follows
-    the beams through ``DecoderState.select``; the sentence index rides in the encoder memory.
+    the beams through ``DecoderState.select``; the sentence index rides in the encoder memory,
+    which has one row per sentence while ``prev_ids`` may have K (beam search).
     Tokens missing from a table's dict get probability 0 (log-prob -inf).
     """
 
@@ -77,7 +78,7 @@ class Oracle:
             if prev != BOS_ID:
                 slots[len(prefix)] = prev
                 prefix.append(prev)
-            sentence = int(enc.memory[row, 0, 0])
+            sentence = int(enc.memory[row // (prev_ids.size(0) // enc.memory.size(0)), 0, 0])
             for token, p in self.table(sentence, tuple(prefix)).items():
                 log_probs[row, token] = math.log(p)
         return log_probs, DecoderState(h, h.clone(), state.feed, state.attn)

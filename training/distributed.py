@@ -7,6 +7,7 @@ Without torchrun's environment variables everything here is a single-process no-
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -42,13 +43,18 @@ def init(device_type: str) -> DistInfo:
     return info
 
 
-def sum_all(value: float, info: DistInfo, device: torch.device) -> float:
-    """Sum a number over all ranks (identity when running alone)."""
+def sum_each(values: Sequence[float], info: DistInfo, device: torch.device) -> list[float]:
+    """Sum each number over all ranks, all in one all-reduce (identity when running alone)."""
     if not info.enabled:
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
-    return float(tensor.item())
+    return [float(v) for v in tensor.tolist()]
+
+
+def sum_all(value: float, info: DistInfo, device: torch.device) -> float:
+    """Sum one number over all ranks."""
+    return sum_each([value], info, device)[0]
 
 
 def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:

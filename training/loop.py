@@ -123,8 +123,7 @@ def train_step(
         scaler.update()
     else:
         optimizer.step()
-    loss_total = distributed.sum_all(loss_sum, info, device)
-    nll_total = distributed.sum_all(nll_sum, info, device)
+    loss_total, nll_total = distributed.sum_each([loss_sum, nll_sum], info, device)
     return StepStats(loss_total / total_tokens, nll_total / total_tokens, int(total_tokens), lr)
 
 

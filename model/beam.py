@@ -1,10 +1,12 @@
 """Batched beam search over one flat (batch x beam) dimension with fixed shapes.
 
 Row ``b * K + k`` holds beam k of sentence b; the encoder output keeps one row per sentence
-(attention groups the K rows, see ``Attention.forward``). Every step scores all K*V continuations of each
-sentence, keeps the best K that do not end, and moves the ones that end into a per-sentence
-buffer of finished hypotheses. Shapes: B batch, K beam size, N = B*K rows, V vocabulary,
-T maximum target steps, S source length.
+(attention groups the K rows, see ``Attention.forward``). Every step scores all K*V
+continuations of each sentence, keeps the best K that do not end, and moves the ones that end
+into a per-sentence buffer of finished hypotheses.
+
+Shapes: B batch, K beam size, N = B*K rows, V vocabulary, T maximum target steps, S source
+length.
 """
 
 from __future__ import annotations

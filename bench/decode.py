@@ -49,6 +49,7 @@ from model import (
     load_bundle,
 )
 from model.bundle import Bundle
+from model.tokenizer import SPM_SPECIAL_IDS
 from model.translator import quantize_int8
 
 RANDOM_VOCAB = 8000
@@ -141,10 +142,7 @@ def train_spm(lines: list[str], workdir: Path) -> Path:
         vocab_size=RANDOM_VOCAB,
         hard_vocab_limit=False,  # a small file gives fewer pieces
         character_coverage=1.0,
-        pad_id=0,
-        unk_id=1,
-        bos_id=2,
-        eos_id=3,
+        **SPM_SPECIAL_IDS,
         num_threads=2,
         minloglevel=2,
     )

@@ -14,6 +14,8 @@ import sentencepiece as spm
 from model.errors import BundleError
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+# SentencePiece trainer options that give a model the special ids above, as Tokenizer requires.
+SPM_SPECIAL_IDS = {"pad_id": PAD_ID, "unk_id": UNK_ID, "bos_id": BOS_ID, "eos_id": EOS_ID}
 
 
 def _load(path: Path) -> spm.SentencePieceProcessor:

@@ -17,6 +17,7 @@ import sentencepiece as spm
 import torch
 
 from model import ModelConfig, Seq2Seq, Tokenizer, save_bundle
+from model.tokenizer import SPM_SPECIAL_IDS
 
 # Made-up words (as in training/synthetic.py), so SentencePiece learns multi-character pieces.
 WORDS = tuple(f"{c}{v}" for c in "bdgklmnprst" for v in "aeiou")[:30]
@@ -43,10 +44,7 @@ def train_tiny_spm(prefix: Path, vocab_size: int = 56, seed: int = 0) -> Path:
         byte_fallback=False,
         normalization_rule_name="identity",
         hard_vocab_limit=False,
-        pad_id=0,
-        unk_id=1,
-        bos_id=2,
-        eos_id=3,
+        **SPM_SPECIAL_IDS,
         num_threads=1,
         minloglevel=2,
     )

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import sentencepiece as spm
 
+from model.tokenizer import SPM_SPECIAL_IDS
 from training.corpus import iter_lines
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,6 @@ logger = logging.getLogger(__name__)
 ModelType = Literal["unigram", "bpe"]
 Texts = Iterable[str] | os.PathLike[str]
 
-SPECIAL_IDS = {"pad_id": 0, "unk_id": 1, "bos_id": 2, "eos_id": 3}
 SPECIAL_PIECES = {
     "pad_piece": "<pad>",
     "unk_piece": "<unk>",
@@ -78,7 +78,7 @@ def _train_one(
         "shuffle_input_sentence": False,  # already sampled deterministically above
         "input_sentence_size": 0,
         "hard_vocab_limit": False,  # tiny corpora get a smaller vocabulary instead of an error
-        **SPECIAL_IDS,
+        **SPM_SPECIAL_IDS,
         **SPECIAL_PIECES,
         **options,
     }

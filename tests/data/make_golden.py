@@ -38,6 +38,7 @@ from model import (
     Translator,
     save_bundle,
 )
+from model.tokenizer import SPM_SPECIAL_IDS
 
 log = logging.getLogger("make_golden")
 HERE = Path(__file__).resolve().parent
@@ -66,10 +67,7 @@ def train_spm(workdir: Path) -> Path:
         byte_fallback=False,
         normalization_rule_name="identity",  # no 240 KB character map in the model file
         hard_vocab_limit=False,
-        pad_id=0,
-        unk_id=1,
-        bos_id=2,
-        eos_id=3,
+        **SPM_SPECIAL_IDS,
         num_threads=1,
         minloglevel=2,
     )

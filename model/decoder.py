@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from model import step_kernels
 from model.attention import Attention
 from model.config import ModelConfig
 
@@ -98,19 +99,19 @@ class Decoder(nn.Module):
         return logits
 
     def _cell_step(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """One time step of the stacked LSTM through ``torch.lstm_cell``, layer by layer.
+        """One time step of the stacked LSTM, one cell per layer (see ``step_kernels``).
 
         Same weights and arithmetic as ``self.rnn``, but nn.LSTM's sequence kernel has a fixed
-        cost per call that dominates a single step of a small batch (several times the cell's
-        own time at beam 5 on one sentence). No dropout: search runs in eval mode.
+        cost per call that dominates a single step of a small batch. No dropout: search runs
+        in eval mode.
         """
         hs, cs = [], []
         for layer in range(self.rnn.num_layers):
-            w_ih, w_hh, b_ih, b_hh = self.rnn.all_weights[layer]
-            x, c_next = torch.lstm_cell(x, (h[layer], c[layer]), w_ih, w_hh, b_ih, b_hh)
+            weights = tuple(self.rnn.all_weights[layer])
+            x, c_next = step_kernels.lstm_cell(x, h[layer], c[layer], weights)  # type: ignore[arg-type]
             hs.append(x)
             cs.append(c_next)
-        return x.unsqueeze(1), (torch.stack(hs), torch.stack(cs))  # (N, 1, H), (L, N, H) x 2
+        return x, (torch.stack(hs), torch.stack(cs))  # (N, H), (L, N, H) x 2
 
     def step(
         self, prev_ids: Tensor, state: DecoderState, enc: EncoderOutput
@@ -119,14 +120,17 @@ class Decoder(nn.Module):
 
         ``enc`` has one row per sentence; N may be K times that (beam search), see Attention.
         """
-        x = self.embedding(prev_ids).unsqueeze(1)  # (B, 1, E)
+        x = self.embedding(prev_ids)  # (N, E)
         if self.input_feeding:
-            x = torch.cat([x, state.feed.unsqueeze(1)], dim=-1)  # (B, 1, E+O)
+            x = torch.cat([x, state.feed], dim=-1)  # (N, E+O)
         if isinstance(self.rnn, nn.LSTM):
-            out, (h, c) = self._cell_step(x.squeeze(1), state.h, state.c)
+            out, (h, c) = self._cell_step(x, state.h, state.c)  # (N, H)
         else:  # int8 dynamic quantization replaced the LSTM with its own module
-            out, (h, c) = self.rnn(x, (state.h, state.c))  # (N, 1, H)
-        vec, weights = self._attend(out, enc)
-        vec = vec.squeeze(1)  # (B, O)
+            seq_out, (h, c) = self.rnn(x.unsqueeze(1), (state.h, state.c))  # (N, 1, H)
+            out = seq_out.squeeze(1)
+        context, weights = self.attention(out.unsqueeze(1), enc.keys, enc.memory, enc.mask)
+        both = torch.cat([context.squeeze(1), out], dim=-1)  # (N, 2H)
+        vec = torch.tanh(step_kernels.linear(both, self.combine))  # (N, O)
         feed = vec if self.input_feeding else state.feed
-        return self.generator(vec), DecoderState(h, c, feed, weights.squeeze(1))
+        logits = step_kernels.linear(vec, self.generator)  # (N, V)
+        return logits, DecoderState(h, c, feed, weights.squeeze(1))

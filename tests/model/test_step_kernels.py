@@ -1,0 +1,43 @@
+"""The weight-left step kernels compute what nn.Linear / torch.lstm_cell compute."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from model import step_kernels
+
+ROWS = [1, 5, step_kernels.FEW_ROWS, step_kernels.FEW_ROWS + 1]  # both paths
+
+
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_matches_nn_linear(rows: int, bias: bool) -> None:
+    torch.manual_seed(rows)
+    layer = nn.Linear(24, 40, bias=bias)
+    x = torch.randn(rows, 24)
+    out = step_kernels.linear(x, layer)
+    assert out.is_contiguous() and out.shape == (rows, 40)
+    torch.testing.assert_close(out, layer(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", ROWS)
+def test_lstm_cell_matches_torch(rows: int) -> None:
+    torch.manual_seed(rows)
+    lstm = nn.LSTM(12, 16)
+    x, h, c = torch.randn(rows, 12), torch.randn(rows, 16), torch.randn(rows, 16)
+    weights = tuple(lstm.all_weights[0])
+    h_next, c_next = step_kernels.lstm_cell(x, h, c, weights)  # type: ignore[arg-type]
+    want_h, want_c = torch.lstm_cell(x, (h, c), *weights)
+    assert h_next.is_contiguous() and c_next.is_contiguous()
+    torch.testing.assert_close(h_next, want_h, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(c_next, want_c, rtol=1e-5, atol=1e-5)
+
+
+def test_quantized_layers_take_their_own_path() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(24, 40))
+    quantized = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+    x = torch.randn(3, 24)
+    torch.testing.assert_close(step_kernels.linear(x, quantized[0]), quantized(x))

@@ -125,6 +125,33 @@ def matmul_gflops() -> dict[str, float]:
     return results
 
 
+@torch.inference_mode()
+def step_kernel_ms(
+    out_features: int = 8000, in_features: int = 256
+) -> list[tuple[int, float, float]]:
+    """(rows, nn.Linear ms, weight-left ms) for the output layer's shape at search batch sizes.
+
+    model/step_kernels.py takes the weight-left path for at most FEW_ROWS rows; this is the
+    measurement behind that threshold.
+    """
+    layer = nn.Linear(in_features, out_features)
+    results = []
+    for rows in (1, 5, 16, 32, 64, 96, 160, 512, 1500):
+        x = torch.randn(rows, in_features)
+        plain = best_seconds(lambda x=x: layer(x))
+        left = best_seconds(
+            lambda x=x: torch.addmm(layer.bias.unsqueeze(1), layer.weight, x.t()).t().contiguous()
+        )
+        results.append((rows, 1e3 * plain, 1e3 * left))
+    return results
+
+
+def print_step_kernels(results: list[tuple[int, float, float]]) -> None:
+    print("output layer 256 -> 8000 per step, ms: rows, x @ W.T (nn.Linear), (W @ x.T).T")
+    for rows, plain, left in results:
+        print(f"  {rows:5d}  {plain:8.3f}  {left:8.3f}  ({plain / left:.1f}x)")
+
+
 # --- models -------------------------------------------------------------------------------------
 
 
@@ -297,7 +324,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="bundle directory")
     parser.add_argument("--random-model", action="store_true", help="random default-size model")
     parser.add_argument("--input-feeding", action="store_true", help="random model: input feed")
-    parser.add_argument("--src", type=Path, required=True, help="source sentences (.gz ok)")
+    parser.add_argument("--src", type=Path, help="source sentences (.gz ok)")
     parser.add_argument("--limit", type=int, default=None, help="use the first N sentences")
     parser.add_argument("--batch1-limit", type=int, default=100, help="sentences at batch 1")
     parser.add_argument("--threads", type=int, default=2)
@@ -305,10 +332,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--beam", type=int, default=5)
     parser.add_argument("--precisions", default="fp32,int8", help="comma-separated")
+    parser.add_argument(
+        "--kernels", action="store_true", help="only time the step matmul both ways, then exit"
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.kernels:
+        print_step_kernels(step_kernel_ms())
+        return
     if not args.model and not args.random_model:
         parser.error("give --model DIR, --random-model, or both")
-    torch.set_num_threads(args.threads)
+    if args.src is None:
+        parser.error("--src is required (except with --kernels)")
     lines = [line for line in read_lines(args.src, args.limit) if line.strip()]
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -333,6 +368,7 @@ def main() -> None:
             del translator
     batched = next(r for r in rows if r.batch == "batched")
     print_report(rows, bundle.config, batched.source_tokens / batched.sentences, peaks, label)
+    print_step_kernels(step_kernel_ms())
 
 
 if __name__ == "__main__":

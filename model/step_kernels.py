@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-FEW_ROWS = 256  # at most this many rows take the weight-left path
+FEW_ROWS = 64  # at most this many rows take the weight-left path (bench/decode.py --kernels)
 
 
 def weight_left(x: Tensor) -> bool:

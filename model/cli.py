@@ -14,6 +14,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TextIO
 
+from model.allocator import keep_freed_memory
+
 log = logging.getLogger("nmt")
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "en-de-multi30k"
@@ -91,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    keep_freed_memory()  # every subcommand allocates the same large tensors again and again
     try:
         return int(args.func(args) or 0)
     except Exception as err:  # a clear one-line error for expected failures

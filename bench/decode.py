@@ -9,7 +9,8 @@ machine's measured matmul throughput.
 Prints one table: sentences/s and target tokens/s for greedy and beam 5, at batch size 1 (the
 first --batch1-limit sentences, one call each) and batched (all sentences in one call, cut into
 --batch-tokens batches by the Translator), for fp32 and int8 (dynamic quantization). Each time
-is the median of --repeats runs of Translator.translate, model loading excluded. Also printed:
+is the median of --repeats runs of Translator.translate, model loading excluded; batch-1 rows
+also give the median latency of one sentence (interactive use). Also printed:
 the model's MACs per target token (per beam row and step) and per source token, this machine's
 matmul GFLOP/s at beam-search shapes, the achieved fraction of it, and the peak RSS.
 
@@ -32,7 +33,8 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import sentencepiece as spm
@@ -48,6 +50,7 @@ from model import (
     Translator,
     load_bundle,
 )
+from model.allocator import keep_freed_memory
 from model.bundle import Bundle
 from model.tokenizer import SPM_SPECIAL_IDS
 from model.translator import quantize_int8
@@ -211,6 +214,11 @@ class Row:
     target_tokens: int
     source_tokens: int
     beam: int
+    latencies_ms: list[float] = field(default_factory=list)  # per sentence, batch 1 only
+
+    @property
+    def p50_ms(self) -> float | None:
+        return statistics.median(self.latencies_ms) if self.latencies_ms else None
 
     @property
     def sent_per_s(self) -> float:
@@ -231,6 +239,18 @@ def timed(run: Callable[[], list[Result]], repeats: int) -> tuple[list[float], l
     return times, results
 
 
+def one_at_a_time(
+    translator: Translator, texts: list[str], options: DecodeOptions, latencies_ms: list[float]
+) -> list[Result]:
+    """Interactive use: each sentence translated alone; its latency is appended in ms."""
+    results = []
+    for text in texts:
+        t0 = time.perf_counter()
+        results.append(translator.translate([text], options)[0])
+        latencies_ms.append(1000 * (time.perf_counter() - t0))
+    return results
+
+
 def bench_translator(
     translator: Translator, precision: str, lines: list[str], args: argparse.Namespace
 ) -> list[Row]:
@@ -238,9 +258,9 @@ def bench_translator(
     searches = {"greedy": DecodeOptions(beam_size=1), f"beam {args.beam}": DecodeOptions(args.beam)}
     translator.translate(lines[:8], searches["greedy"])  # warm-up: allocator, thread pool
     for search, options in searches.items():
-        subset = lines[: args.batch1_limit]
+        subset, latencies_ms = lines[: args.batch1_limit], []
         modes: dict[str, tuple[list[str], Callable[[], list[Result]]]] = {
-            "1": (subset, lambda s=subset, o=options: [translator.translate([t], o)[0] for t in s]),
+            "1": (subset, partial(one_at_a_time, translator, subset, options, latencies_ms)),
             "batched": (lines, lambda o=options: translator.translate(lines, o)),
         }
         for batch, (texts, run) in modes.items():
@@ -256,6 +276,7 @@ def bench_translator(
                     sum(len(r.candidates[0].tokens) for r in results if r.candidates),
                     sum(translator.count_tokens(t) for t in texts),
                     options.beam_size,
+                    latencies_ms if batch == "1" else [],
                 )
             )
             spread = ", ".join(f"{t:.2f}" for t in times)
@@ -287,14 +308,18 @@ def print_report(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{time.strftime('%Y-%m-%d %H:%M %Z')}"
     )
-    print("\n| precision | search | batch | sentences | sent/s | tgt tok/s | GFLOP/s | of peak |")
-    print("|---|---|---|---:|---:|---:|---:|---:|")
+    print(
+        "\n| precision | search | batch | sentences | sent/s | tgt tok/s | p50 ms/sentence "
+        "| GFLOP/s | of peak |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         gflops = achieved_gflops(r, cfg, src_len)
         peak = int8_peak if r.precision == "int8" else fp32_peak
+        p50 = "" if r.p50_ms is None else f"{r.p50_ms:.1f}"
         print(
             f"| {r.precision} | {r.search} | {r.batch} | {r.sentences} | {r.sent_per_s:.1f} "
-            f"| {r.tok_per_s:.0f} | {gflops:.1f} | {100 * gflops / peak:.0f}% |"
+            f"| {r.tok_per_s:.0f} | {p50} | {gflops:.1f} | {100 * gflops / peak:.0f}% |"
         )
     print("\nbatched / batch-1 throughput:")
     for precision in dict.fromkeys(r.precision for r in rows):
@@ -337,6 +362,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as `nmt translate` and `nmt serve` do
     if args.kernels:
         print_step_kernels(step_kernel_ms())
         return

@@ -98,7 +98,9 @@ class Translator:
         bundle: a loaded model bundle.
         device: "cpu", "cuda" or "auto".
         quantize: "none" or "int8" (dynamic quantization, CPU only).
-        batch_tokens: budget of padded source tokens per batch.
+        batch_tokens: budget of padded source tokens per batch, counted once per hypothesis
+            row: beam search with K beams fits K times fewer sentences, so a batch's memory
+            (logits, states, histories) stays about the same whatever the beam size.
         max_input_tokens: longer sentences fail alone with ``InputTooLong``.
     """
 
@@ -168,19 +170,23 @@ class Translator:
             else:
                 pending.append((i, ids))
         pending.sort(key=lambda item: len(item[1]))
-        for batch in self._batches(pending):
+        for batch in self._batches(pending, rows_per_item=options.beam_size):
             for (i, ids), hyps in zip(batch, self._decode_isolated(batch, options), strict=True):
                 results[i] = self._result(ids, hyps, parts[i])
         return [r for r in results if r is not None]
 
-    def _batches(self, items: list[tuple[int, list[int]]]) -> list[list[tuple[int, list[int]]]]:
+    def _batches(
+        self, items: list[tuple[int, list[int]]], rows_per_item: int = 1
+    ) -> list[list[tuple[int, list[int]]]]:
         """Consecutive runs of length-sorted items whose padded size fits ``batch_tokens``.
 
-        Items arrive shortest first, so the newest item sets the batch's padded width.
+        Items arrive shortest first, so the newest item sets the batch's padded width; each
+        item counts ``rows_per_item`` times (its beam).
         """
         batches: list[list[tuple[int, list[int]]]] = [[]]
         for item in items:
-            if batches[-1] and len(item[1]) * (len(batches[-1]) + 1) > self.batch_tokens:
+            rows = (len(batches[-1]) + 1) * rows_per_item
+            if batches[-1] and len(item[1]) * rows > self.batch_tokens:
                 batches.append([])
             batches[-1].append(item)
         return [b for b in batches if b]

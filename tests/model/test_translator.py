@@ -57,16 +57,19 @@ def test_results_come_back_in_the_callers_order(translator: Translator, batch_to
     assert texts_of(small.translate(TEXTS[::-1], GREEDY)) == alone[::-1]
 
 
-def test_batches_respect_the_token_budget(translator: Translator) -> None:
-    small = Translator(translator.bundle, batch_tokens=12)
+@pytest.mark.parametrize("beam", [1, 3])
+def test_batches_respect_the_token_budget_per_hypothesis(translator: Translator, beam: int) -> None:
+    small = Translator(translator.bundle, batch_tokens=24)
     items = sorted(
         ((i, translator.tokenizer.encode_source(t)) for i, t in enumerate(TEXTS)),
         key=lambda item: len(item[1]),
     )
-    batches = small._batches(items)
+    batches = small._batches(items, rows_per_item=beam)
     assert [i for batch in batches for i, _ in batch] == [i for i, _ in items]
     for batch in batches:
-        assert len(batch) == 1 or len(batch) * max(len(ids) for _, ids in batch) <= 12
+        assert len(batch) == 1 or beam * len(batch) * max(len(ids) for _, ids in batch) <= 24
+    if beam > 1:  # a beam's rows count: more, smaller batches than greedy
+        assert len(batches) > len(small._batches(items))
 
 
 def test_empty_input_gives_empty_output(translator: Translator) -> None:

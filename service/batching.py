@@ -108,15 +108,16 @@ def next_batch(queue: deque[Entry], max_size: int, max_tokens: int) -> list[Entr
 
     The oldest entry picks the DecodeOptions. Later entries with equal options join in arrival
     order while the batch has fewer than `max_size` sentences and its padded size
-    (sentences x longest) stays within `max_tokens`; others are skipped, not reordered. The
-    oldest entry always goes, even alone over the budget, so nothing waits forever.
+    (sentences x beam size x longest, as the Translator counts it) stays within `max_tokens`;
+    others are skipped, not reordered. The oldest entry always goes, even alone over the
+    budget, so nothing waits forever.
     """
     batch: list[Entry] = []
     skipped: list[Entry] = []
     longest = 0
     while queue and len(batch) < max_size:
         entry = queue.popleft()
-        padded = max(longest, entry.n_tokens) * (len(batch) + 1)
+        padded = max(longest, entry.n_tokens) * (len(batch) + 1) * entry.options.beam_size
         if not batch or (entry.options == batch[0].options and padded <= max_tokens):
             batch.append(entry)
             longest = max(longest, entry.n_tokens)

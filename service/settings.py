@@ -38,7 +38,9 @@ class Settings(BaseSettings):
     quantize: Literal["none", "int8"] = DEFAULT_QUANTIZE
 
     # Cross-request batching
-    max_batch_tokens: int = Field(default=4096, ge=1, description="padded tokens per batch")
+    max_batch_tokens: int = Field(
+        default=4096, ge=1, description="padded source tokens per batch, each beam row counted"
+    )
     max_batch_size: int = Field(default=64, ge=1, description="sentences; 1 turns batching off")
     max_wait_ms: float = Field(default=5.0, ge=0, description="wait this long for company")
     max_queue: int = Field(default=1024, ge=1, description="queued sentences before 503")

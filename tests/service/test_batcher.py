@@ -86,6 +86,14 @@ def test_next_batch_token_budget_counts_padding() -> None:
     assert texts(queue) == ["long"]
 
 
+def test_next_batch_token_budget_counts_every_beam_row() -> None:
+    # As the Translator counts: 4 tokens x beam K per sentence, so a K=4 batch fits 1, not 4.
+    queue = entries(*[(str(i), BEAM, 4) for i in range(4)])
+    assert texts(next_batch(queue, 8, 16)) == ["0"]
+    queue = entries(*[(str(i), GREEDY, 4) for i in range(4)])
+    assert texts(next_batch(queue, 8, 16)) == ["0", "1", "2", "3"]
+
+
 def test_next_batch_takes_an_oversized_head_alone() -> None:
     queue = entries(("huge", GREEDY, 50), ("b", GREEDY, 2))
     assert texts(next_batch(queue, 8, 16)) == ["huge"]

@@ -144,7 +144,7 @@ class Batcher:
 
     translate: TranslateFn  # runs in a worker thread, one batch at a time
     max_batch_size: int = 64
-    max_batch_tokens: int = 4096
+    max_batch_tokens: int = 16384
     max_wait_ms: float = 5.0
     max_queue: int = 1024
     observer: BatchObserver = field(default_factory=_NoObserver)

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
 
     # Cross-request batching
     max_batch_tokens: int = Field(
-        default=4096, ge=1, description="padded source tokens per batch, each beam row counted"
+        default=16384, ge=1, description="padded source tokens per batch, each beam row counted"
     )
     max_batch_size: int = Field(default=64, ge=1, description="sentences; 1 turns batching off")
     max_wait_ms: float = Field(default=5.0, ge=0, description="wait this long for company")

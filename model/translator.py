@@ -82,6 +82,11 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         return quantized
 
 
+def padded_tokens(longest: int, sentences: int, beam_size: int) -> int:
+    """A batch's cost against a token budget: every beam row padded to the longest source."""
+    return longest * sentences * beam_size
+
+
 def split_whitespace(text: str) -> tuple[str, str, str]:
     """(leading whitespace, core, trailing whitespace): the model sees only the core."""
     core = text.strip()
@@ -185,8 +190,8 @@ class Translator:
         """
         batches: list[list[tuple[int, list[int]]]] = [[]]
         for item in items:
-            rows = (len(batches[-1]) + 1) * rows_per_item
-            if batches[-1] and len(item[1]) * rows > self.batch_tokens:
+            cost = padded_tokens(len(item[1]), len(batches[-1]) + 1, rows_per_item)
+            if batches[-1] and cost > self.batch_tokens:
                 batches.append([])
             batches[-1].append(item)
         return [b for b in batches if b]

@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from model.translator import padded_tokens
+
 if TYPE_CHECKING:
     from model import DecodeOptions, Result
 
@@ -108,7 +110,7 @@ def next_batch(queue: deque[Entry], max_size: int, max_tokens: int) -> list[Entr
 
     The oldest entry picks the DecodeOptions. Later entries with equal options join in arrival
     order while the batch has fewer than `max_size` sentences and its padded size
-    (sentences x beam size x longest, as the Translator counts it) stays within `max_tokens`;
+    (`padded_tokens`, as the Translator counts it) stays within `max_tokens`;
     others are skipped, not reordered. The oldest entry always goes, even alone over the
     budget, so nothing waits forever.
     """
@@ -117,7 +119,9 @@ def next_batch(queue: deque[Entry], max_size: int, max_tokens: int) -> list[Entr
     longest = 0
     while queue and len(batch) < max_size:
         entry = queue.popleft()
-        padded = max(longest, entry.n_tokens) * (len(batch) + 1) * entry.options.beam_size
+        padded = padded_tokens(
+            max(longest, entry.n_tokens), len(batch) + 1, entry.options.beam_size
+        )
         if not batch or (entry.options == batch[0].options and padded <= max_tokens):
             batch.append(entry)
             longest = max(longest, entry.n_tokens)

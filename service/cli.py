@@ -56,14 +56,12 @@ def serve(settings: Settings) -> None:
     """Run the app for `settings` with uvicorn, in one worker."""
     import uvicorn
 
-    from model.allocator import keep_freed_memory
     from service.app import create_app
 
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    keep_freed_memory()  # batch after batch allocates the same tensors (model/allocator.py)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -10,7 +10,10 @@ Scheduling rules, all in this module:
 - a batch holds at most `max_batch_size` sentences and `max_batch_tokens` padded tokens
   (sentences x longest source); sentences with different `DecodeOptions` never share one;
 - while fewer than `max_batch_size` sentences are queued, the worker waits for company, but
-  never past `max_wait_ms` after the oldest one arrived;
+  never past `max_wait_ms` after the oldest one arrived or the previous batch ended, whichever
+  is later. The second clock matters under steady load: clients answered by one batch come
+  back while the next batch is already computing, so without it the clients split into two
+  groups that alternate in half-size batches;
 - an entry whose future was cancelled (client gone) or whose deadline passed is dropped
   before it is computed; the latter fails with `DeadlineExceeded`;
 - an exception from the translator fails exactly the futures of that batch;
@@ -161,6 +164,7 @@ class Batcher:
         self._closed_reason = "the server is shutting down; retry on another instance"
         self._task: asyncio.Task[None] | None = None
         self._inflight: list[Entry] = []
+        self._last_batch_ended = float("-inf")  # time.monotonic()
 
     @property
     def depth(self) -> int:
@@ -256,12 +260,13 @@ class Batcher:
             self._fail_pending()
 
     async def _wait_for_company(self) -> None:
-        """Wait until the queue holds a full batch or the oldest entry has waited max_wait_ms."""
+        """Wait until the queue holds a full batch, or for max_wait_ms since the oldest entry
+        arrived or the previous batch ended, whichever is later."""
         if self.max_batch_size == 1:
             return
-        oldest = self._queue[0].enqueued_at
+        opened = max(self._queue[0].enqueued_at, self._last_batch_ended)
         while len(self._queue) < self.max_batch_size and not self._closing:
-            remaining = oldest + self.max_wait_ms / 1000 - time.monotonic()
+            remaining = opened + self.max_wait_ms / 1000 - time.monotonic()
             if remaining <= 0:
                 return
             self._wakeup.clear()
@@ -300,7 +305,7 @@ class Batcher:
                 raise
             self.on_error(exc)
             return
-        ended = time.monotonic()
+        ended = self._last_batch_ended = time.monotonic()
         self.observer.batch_done(batch, results, started, ended)
         for entry, result in zip(batch, results, strict=True):
             if result.error is not None:

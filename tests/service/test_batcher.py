@@ -206,6 +206,26 @@ def test_a_lone_request_waits_at_most_max_wait() -> None:
     run(test)
 
 
+def test_requests_of_the_last_batch_get_max_wait_to_rejoin_the_next() -> None:
+    """Under steady load, clients answered by one batch come back while the next waits:
+    the wait restarts when a batch ends, so they join it instead of forming their own."""
+
+    async def test() -> None:
+        fake = FakeTranslator()
+        batcher = make_batcher(fake, max_batch_size=8, max_wait_ms=300)
+        first = await hold_worker(batcher, fake)
+        queued = asyncio.create_task(one(batcher, "queued"))
+        await asyncio.sleep(0.4)  # longer than max_wait: its own wait has run out
+        fake.gate.set()
+        assert await first == "first"
+        rejoined = asyncio.create_task(one(batcher, "rejoined"))  # the answered client again
+        assert await asyncio.gather(queued, rejoined) == ["queued", "rejoined"]
+        assert fake.sizes == [1, 2]
+        await batcher.close()
+
+    run(test)
+
+
 def test_batch_error_fails_exactly_that_batch() -> None:
     async def test() -> None:
         fake = FakeTranslator()

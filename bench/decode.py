@@ -56,6 +56,7 @@ from model.tokenizer import SPM_SPECIAL_IDS
 from model.translator import quantize_int8
 
 RANDOM_VOCAB = 8000
+FULL_VOCAB = "-full"  # precision suffix: score the whole vocabulary even with a shortlist
 
 
 # --- model arithmetic ---------------------------------------------------------------------------
@@ -66,11 +67,12 @@ def lstm_macs(input_size: int, hidden: int) -> int:
     return 4 * hidden * (input_size + hidden)
 
 
-def decoder_macs(cfg: ModelConfig, src_len: float) -> dict[str, float]:
+def decoder_macs(cfg: ModelConfig, src_len: float, scored: float | None = None) -> dict[str, float]:
     """MACs of one decoder step for one beam row (one target token), by part.
 
     Attention scores and context each cost S*H; the key projection runs once per source token
-    and is counted with the encoder.
+    and is counted with the encoder. ``scored``: target ids the output layer computes (the
+    batch's shortlist), default the whole vocabulary.
     """
     hidden, out = cfg.hidden_size, cfg.out_size
     first_in = cfg.emb_size + (out if cfg.input_feeding else 0)
@@ -80,7 +82,7 @@ def decoder_macs(cfg: ModelConfig, src_len: float) -> dict[str, float]:
         "decoder LSTM": float(lstm),
         "attention": attention,
         "combine": float(2 * hidden * out),
-        "generator": float(out * cfg.tgt_vocab_size),
+        "generator": float(out * (scored or cfg.tgt_vocab_size)),
     }
     parts["total"] = sum(parts.values())
     return parts
@@ -215,6 +217,7 @@ class Row:
     source_tokens: int
     beam: int
     latencies_ms: list[float] = field(default_factory=list)  # per sentence, batch 1 only
+    scored: float | None = None  # mean target ids a batch scores (shortlist); None: all
 
     @property
     def p50_ms(self) -> float | None:
@@ -237,6 +240,17 @@ def timed(run: Callable[[], list[Result]], repeats: int) -> tuple[list[float], l
         results = run()
         times.append(time.perf_counter() - t0)
     return times, results
+
+
+def mean_scored(translator: Translator, texts: list[str], beam: int, alone: bool) -> float | None:
+    """Mean size of the shortlist each batch scores, over the batches the Translator forms."""
+    if translator.shortlist is None:
+        return None
+    encoded = enumerate(map(translator.tokenizer.encode_source, texts))
+    items = sorted(encoded, key=lambda item: len(item[1]))
+    batches = [[i] for i in items] if alone else translator._batches(items, beam)  # noqa: SLF001
+    flat = [torch.tensor([t for _, ids in batch for t in ids]) for batch in batches]
+    return statistics.mean(len(translator.shortlist.candidates(ids)) for ids in flat)
 
 
 def one_at_a_time(
@@ -277,6 +291,7 @@ def bench_translator(
                     sum(translator.count_tokens(t) for t in texts),
                     options.beam_size,
                     latencies_ms if batch == "1" else [],
+                    mean_scored(translator, texts, options.beam_size, alone=batch == "1"),
                 )
             )
             spread = ", ".join(f"{t:.2f}" for t in times)
@@ -291,7 +306,8 @@ def achieved_gflops(row: Row, cfg: ModelConfig, src_len: float) -> float:
     finished rows and search overhead are not counted as useful.
     """
     steps = (row.target_tokens + row.sentences) * row.beam
-    macs = encoder_macs(cfg) * row.source_tokens + decoder_macs(cfg, src_len)["total"] * steps
+    per_step = decoder_macs(cfg, src_len, row.scored)["total"]
+    macs = encoder_macs(cfg) * row.source_tokens + per_step * steps
     return 2 * macs / row.seconds / 1e9
 
 
@@ -337,6 +353,13 @@ def print_report(
     for name, value in parts.items():
         print(f"  {name:>13}: {value / 1e6:.3f} M")
     print(f"MACs per source token (encoder + attention keys): {encoder_macs(cfg) / 1e6:.3f} M")
+    for r in rows:
+        if r.scored is not None:
+            generator = decoder_macs(cfg, src_len, r.scored)["generator"]
+            print(
+                f"  {r.precision} {r.search} batch={r.batch}: the shortlist scores "
+                f"{r.scored:.0f} ids per batch, generator {generator / 1e6:.3f} M MACs"
+            )
     print("matmul peak on this machine (best of several runs):")
     for name, value in peaks.items():
         print(f"  {name}: {value:.0f} GFLOP/s")
@@ -356,7 +379,11 @@ def main() -> None:
     parser.add_argument("--batch-tokens", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--beam", type=int, default=5)
-    parser.add_argument("--precisions", default="fp32,int8", help="comma-separated")
+    parser.add_argument(
+        "--precisions",
+        default="fp32,int8",
+        help=f"comma-separated; '{FULL_VOCAB}' after one (int8{FULL_VOCAB}) ignores the shortlist",
+    )
     parser.add_argument(
         "--kernels", action="store_true", help="only time the step matmul both ways, then exit"
     )
@@ -388,8 +415,13 @@ def main() -> None:
         peaks = matmul_gflops()
         rows: list[Row] = []
         for precision in args.precisions.split(","):
-            quantize = "int8" if precision == "int8" else "none"
-            translator = Translator(bundle, quantize=quantize, batch_tokens=args.batch_tokens)
+            quantize = "int8" if precision.startswith("int8") else "none"
+            translator = Translator(
+                bundle,
+                quantize=quantize,
+                batch_tokens=args.batch_tokens,
+                shortlist=not precision.endswith(FULL_VOCAB),
+            )
             rows += bench_translator(translator, precision, lines, args)
             del translator
     batched = next(r for r in rows if r.batch == "batched")

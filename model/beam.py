@@ -204,4 +204,5 @@ def beam_search(
             (attn_hist,) = reorder(rows, attn_hist)
             attn_hist[:, t] = state.attn
         prev = token
+    finished = finished._replace(tokens=enc.target_ids(finished.tokens))
     return finalize(finished, src_lens, options.n_best)

@@ -4,6 +4,7 @@
     model.safetensors  tensors only, so loading never unpickles anything
     spm.model          (or spm.src.model + spm.tgt.model)
     metadata.json      languages, metrics with sacreBLEU signatures, data, training, versions
+    shortlist.safetensors  optional vocabulary shortlist (model.shortlist)
     manifest.json      SHA-256 of every other file
 
 Loading checks the format version and every checksum before it trusts a byte.
@@ -29,15 +30,17 @@ from safetensors.torch import load_file, save_file
 from model.config import ModelConfig
 from model.errors import BundleError, UnknownFormatVersion
 from model.seq2seq import Seq2Seq
+from model.shortlist import Shortlist
 from model.tokenizer import Tokenizer
 
 FORMAT_VERSION = 1
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-CONFIG, WEIGHTS, METADATA, MANIFEST = (
+CONFIG, WEIGHTS, METADATA, MANIFEST, SHORTLIST = (
     "config.json",
     "model.safetensors",
     "metadata.json",
     "manifest.json",
+    "shortlist.safetensors",
 )
 
 
@@ -51,6 +54,13 @@ class Bundle:
     state_dict: dict[str, torch.Tensor]
     metadata: dict[str, Any] = field(default_factory=dict)
     checksum: str = ""  # SHA-256 of manifest.json: one id for the whole bundle
+    shortlist: Shortlist | None = None
+
+    @property
+    def dtype(self) -> str:
+        """The precision the weights are stored in."""
+        stored = next(iter(self.state_dict.values())).dtype
+        return next(name for name, dtype in DTYPES.items() if dtype == stored)
 
     def build_model(self) -> Seq2Seq:
         """A float32 Seq2Seq with the bundle's weights (fp16/bf16 weights are upcast)."""
@@ -101,6 +111,7 @@ def save_bundle(
     tokenizer: Tokenizer,
     metadata: dict[str, Any] | None = None,
     dtype: str = "fp32",
+    shortlist: Shortlist | None = None,
 ) -> Path:
     """Write a bundle to ``out_dir``, atomically: it appears whole or not at all."""
     if dtype not in DTYPES:
@@ -118,6 +129,8 @@ def save_bundle(
         if k in unique
     }
     save_file(tensors, str(tmp / WEIGHTS))
+    if shortlist is not None:
+        save_file(shortlist.to_tensors(), str(tmp / SHORTLIST))
     config = {
         "format_version": FORMAT_VERSION,
         "model": model.config.to_dict(),
@@ -185,6 +198,8 @@ def verify_manifest(path: Path) -> str:
     for required in (CONFIG, WEIGHTS, METADATA):
         if required not in listed:
             raise BundleError(path / required, "is not listed in manifest.json")
+    if (path / SHORTLIST).is_file() and SHORTLIST not in listed:
+        raise BundleError(path / SHORTLIST, "is not listed in manifest.json")
     return sha256_file(path / MANIFEST)
 
 
@@ -209,4 +224,14 @@ def load_bundle(path: str | Path) -> Bundle:
         state_dict = load_file(str(root / WEIGHTS))
     except (SafetensorError, OSError) as err:
         raise BundleError(root / WEIGHTS, f"unreadable safetensors file ({err})") from err
-    return Bundle(root, config, tokenizer, state_dict, _read_json(root / METADATA), checksum)
+    shortlist = None
+    if (root / SHORTLIST).is_file():  # verify_manifest checked its SHA-256
+        try:
+            shortlist = Shortlist.from_tensors(
+                load_file(str(root / SHORTLIST)), config.src_vocab_size, config.tgt_vocab_size
+            )
+        except (SafetensorError, OSError, KeyError, ValueError) as err:
+            raise BundleError(root / SHORTLIST, f"invalid shortlist ({err})") from err
+    return Bundle(
+        root, config, tokenizer, state_dict, _read_json(root / METADATA), checksum, shortlist
+    )

@@ -7,7 +7,7 @@ are tied, else H), V vocabulary, L decoder layers.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from model import step_kernels
 from model.attention import Attention
 from model.config import ModelConfig
+from model.shortlist import OutputVocabulary
 
 
 class EncoderOutput(NamedTuple):
@@ -25,10 +26,19 @@ class EncoderOutput(NamedTuple):
     mask: Tensor  # (B, S) True at real tokens
     final_h: Tensor  # (B, H)
     final_c: Tensor  # (B, H)
+    vocab: OutputVocabulary | None = None  # shared by the whole batch; None: all of it
 
     def select(self, rows: Tensor) -> EncoderOutput:
-        """Rows ``rows`` of every tensor, e.g. the sentences still decoding."""
-        return EncoderOutput(*(t.index_select(0, rows) for t in self))
+        """Rows ``rows`` of every per-sentence tensor, e.g. the sentences still decoding."""
+        memory, keys, mask, final_h, final_c = (
+            t.index_select(0, rows)
+            for t in (self.memory, self.keys, self.mask, self.final_h, self.final_c)
+        )
+        return EncoderOutput(memory, keys, mask, final_h, final_c, self.vocab)
+
+    def target_ids(self, tokens: Tensor) -> Tensor:
+        """Search's tokens (positions in the shortlist, if any) -> target vocabulary ids."""
+        return tokens if self.vocab is None else self.vocab.to_ids(tokens)
 
 
 class DecoderState(NamedTuple):
@@ -69,6 +79,14 @@ class Decoder(nn.Module):
         self.generator = nn.Linear(config.out_size, config.tgt_vocab_size)
         if config.tie_embeddings:
             self.generator.weight = embedding.weight
+        self.int8_cells: list[Any] | None = None  # see quantize_step_cells
+
+    def quantize_step_cells(self) -> None:
+        """Search steps use int8 LSTM cells (``step_kernels.lstm_cell_int8``) from now on."""
+        self.int8_cells = [
+            step_kernels.pack_lstm_cell_int8(tuple(layer))  # type: ignore[arg-type]
+            for layer in self.rnn.all_weights
+        ]
 
     def _attend(self, out: Tensor, enc: EncoderOutput) -> tuple[Tensor, Tensor]:
         """(B, T, H) LSTM outputs -> attentional vectors (B, T, O) and weights (B, T, S)."""
@@ -107,8 +125,12 @@ class Decoder(nn.Module):
         """
         hs, cs = [], []
         for layer in range(self.rnn.num_layers):
-            weights = tuple(self.rnn.all_weights[layer])
-            x, c_next = step_kernels.lstm_cell(x, h[layer], c[layer], weights)  # type: ignore[arg-type]
+            if self.int8_cells is not None:
+                packed = self.int8_cells[layer]
+                x, c_next = step_kernels.lstm_cell_int8(x, h[layer], c[layer], packed)
+            else:
+                weights = tuple(self.rnn.all_weights[layer])
+                x, c_next = step_kernels.lstm_cell(x, h[layer], c[layer], weights)  # type: ignore[arg-type]
             hs.append(x)
             cs.append(c_next)
         return x, (torch.stack(hs), torch.stack(cs))  # (N, H), (L, N, H) x 2
@@ -119,18 +141,18 @@ class Decoder(nn.Module):
         """One step for search: (N,) previous ids -> logits (N, V) and the next state.
 
         ``enc`` has one row per sentence; N may be K times that (beam search), see Attention.
+        With a shortlist (``enc.vocab``), ids and logits are positions in it, V its size.
         """
-        x = self.embedding(prev_ids)  # (N, E)
+        x = self.embedding(enc.target_ids(prev_ids))  # (N, E)
         if self.input_feeding:
             x = torch.cat([x, state.feed], dim=-1)  # (N, E+O)
-        if isinstance(self.rnn, nn.LSTM):
-            out, (h, c) = self._cell_step(x, state.h, state.c)  # (N, H)
-        else:  # int8 dynamic quantization replaced the LSTM with its own module
-            seq_out, (h, c) = self.rnn(x.unsqueeze(1), (state.h, state.c))  # (N, 1, H)
-            out = seq_out.squeeze(1)
+        out, (h, c) = self._cell_step(x, state.h, state.c)  # (N, H)
         context, weights = self.attention(out.unsqueeze(1), enc.keys, enc.memory, enc.mask)
         both = torch.cat([context.squeeze(1), out], dim=-1)  # (N, 2H)
         vec = torch.tanh(step_kernels.linear(both, self.combine))  # (N, O)
         feed = vec if self.input_feeding else state.feed
-        logits = step_kernels.linear(vec, self.generator)  # (N, V)
+        if enc.vocab is None:
+            logits = step_kernels.linear(vec, self.generator)  # (N, V)
+        else:
+            logits = enc.vocab.project(vec)  # (N, C)
         return logits, DecoderState(h, c, feed, weights.squeeze(1))

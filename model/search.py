@@ -62,7 +62,8 @@ class StepModel(Protocol):
 
     ``enc`` always has one row per sentence. ``initial_state`` gives one state row per
     sentence; beam search repeats each K times, so in ``decode_step`` rows ``b*K .. b*K+K-1``
-    of ``prev_ids`` and ``state`` belong to sentence ``b`` of ``enc``.
+    of ``prev_ids`` and ``state`` belong to sentence ``b`` of ``enc``. With a shortlist
+    (``enc.vocab``) token ids are positions in it until ``enc.target_ids`` maps them back.
     """
 
     def initial_state(self, enc: EncoderOutput) -> DecoderState: ...
@@ -135,7 +136,7 @@ def greedy_search(
             state, enc = state.select(live), enc.select(live)
         prev = token
     scores = (log_prob / length_penalty(lengths, options.length_penalty)).tolist()
-    token_lists, src_list = tokens.tolist(), src_lens.tolist()
+    token_lists, src_list = enc.target_ids(tokens).tolist(), src_lens.tolist()
     return [
         [
             to_hypothesis(

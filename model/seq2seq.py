@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from model.config import ModelConfig
 from model.decoder import Decoder, DecoderState, EncoderOutput
 from model.encoder import Encoder
+from model.shortlist import OutputVocabulary
 from model.tokenizer import PAD_ID
 
 
@@ -50,11 +51,16 @@ class Seq2Seq(nn.Module):
             with torch.no_grad():
                 emb.weight[PAD_ID].zero_()
 
-    def encode(self, src_ids: Tensor, src_lens: Tensor) -> EncoderOutput:
-        """(B, S) padded source ids and (B,) lengths -> encoder output for the decoder."""
+    def encode(
+        self, src_ids: Tensor, src_lens: Tensor, vocab: OutputVocabulary | None = None
+    ) -> EncoderOutput:
+        """(B, S) padded source ids and (B,) lengths -> encoder output for the decoder.
+
+        ``vocab`` restricts search to a shortlist of target ids (``model.shortlist``).
+        """
         memory, final_h, final_c = self.encoder(src_ids, src_lens)
         keys = self.decoder.attention.project_keys(memory)  # (B, S, A)
-        return EncoderOutput(memory, keys, src_ids.ne(PAD_ID), final_h, final_c)
+        return EncoderOutput(memory, keys, src_ids.ne(PAD_ID), final_h, final_c, vocab)
 
     def initial_state(self, enc: EncoderOutput) -> DecoderState:
         """Bridge the encoder's final states into every decoder layer's initial state."""

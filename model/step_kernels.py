@@ -11,6 +11,8 @@ layers take the ordinary path.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -23,12 +25,19 @@ def weight_left(x: Tensor) -> bool:
 
 def linear(x: Tensor, layer: nn.Module) -> Tensor:
     """``layer(x)`` for (N, in) ``x``; ``layer`` may be nn.Linear or a quantized replacement."""
-    if not (isinstance(layer, nn.Linear) and weight_left(x)):
+    if not isinstance(layer, nn.Linear):
         out: Tensor = layer(x)
         return out
-    if layer.bias is None:
-        return torch.mm(layer.weight, x.t()).t().contiguous()
-    return torch.addmm(layer.bias.unsqueeze(1), layer.weight, x.t()).t().contiguous()
+    return matmul(x, layer.weight, layer.bias)
+
+
+def matmul(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``x @ weight.T + bias`` for (N, in) ``x`` and (out, in) ``weight``."""
+    if not weight_left(x):
+        return torch.nn.functional.linear(x, weight, bias)
+    if bias is None:
+        return torch.mm(weight, x.t()).t().contiguous()
+    return torch.addmm(bias.unsqueeze(1), weight, x.t()).t().contiguous()
 
 
 def lstm_cell(
@@ -48,3 +57,31 @@ def lstm_cell(
     c_next = forget_gate.sigmoid() * c.t() + in_gate.sigmoid() * cell_gate.tanh()
     h_next = out_gate.sigmoid() * c_next.tanh()
     return h_next.t().contiguous(), c_next.t().contiguous()
+
+
+def pack_int8(weight: Tensor, bias: Tensor | None) -> Any:
+    """(out, in) float weight -> int8 rows (one symmetric scale per row), prepacked for
+    ``torch.ops.quantized.linear_dynamic``, the kernel torch.ao's dynamic Linear runs."""
+    scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12).double()
+    zero_points = torch.zeros(weight.size(0), dtype=torch.long)
+    rows = torch.quantize_per_channel(weight.float(), scales, zero_points, 0, torch.qint8)
+    return torch.ops.quantized.linear_prepack(rows, bias)
+
+
+def pack_lstm_cell_int8(weights: tuple[Tensor, Tensor, Tensor, Tensor]) -> Any:
+    """nn.LSTM's (w_ih, w_hh, b_ih, b_hh) of one layer -> one int8 matmul over [x; h]."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    return pack_int8(torch.cat([w_ih, w_hh], dim=1), b_ih + b_hh)
+
+
+def lstm_cell_int8(x: Tensor, h: Tensor, c: Tensor, packed: Any) -> tuple[Tensor, Tensor]:
+    """``lstm_cell`` with int8 weights from ``pack_lstm_cell_int8``: one matmul per step.
+
+    torch.ao's quantized nn.LSTM costs about 0.5 ms of bookkeeping per call whatever the batch,
+    more than the arithmetic of a search step with a few rows.
+    """
+    gates = torch.ops.quantized.linear_dynamic(torch.cat([x, h], dim=1), packed, True)
+    in_gate, forget_gate, cell_gate, out_gate = gates.chunk(4, dim=1)  # (N, H) each
+    c_next = forget_gate.sigmoid() * c + in_gate.sigmoid() * cell_gate.tanh()
+    h_next = out_gate.sigmoid() * c_next.tanh()
+    return h_next, c_next

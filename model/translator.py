@@ -21,6 +21,7 @@ from model.bundle import Bundle, load_bundle
 from model.errors import DeviceError, InputTooLong, ModelError, TranslationFailed
 from model.search import DecodeOptions, Hypothesis, greedy_search
 from model.seq2seq import Seq2Seq
+from model.shortlist import OutputLayer
 from model.tokenizer import PAD_ID
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,13 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     """Dynamic int8 quantization of every LSTM and Linear layer (CPU only).
 
     Weights are stored as int8 and activations are quantized on the fly. torch marks this API
-    deprecated in favour of torchao, which has no dynamic LSTM path yet, so we keep it.
+    deprecated in favour of torchao, which has no dynamic LSTM path yet, so we keep it. The
+    decoder's LSTM, which search runs one step at a time, gets our own int8 cells instead
+    (``Decoder.quantize_step_cells``): torch.ao's quantized LSTM is slow to call per step.
     """
+    decoder = getattr(model, "decoder", None)
+    if decoder is not None:
+        decoder.rnn.qconfig = None  # left float by quantize_dynamic
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from torch.ao.quantization import quantize_dynamic
@@ -79,7 +85,10 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         quantized: nn.Module = quantize_dynamic(  # type: ignore[no-untyped-call]
             model, {nn.LSTM, nn.Linear}, dtype=torch.qint8
         )
-        return quantized
+    if decoder is not None:
+        del decoder.rnn.qconfig
+        quantized.decoder.quantize_step_cells()  # type: ignore[operator,union-attr]
+    return quantized
 
 
 def padded_tokens(longest: int, sentences: int, beam_size: int) -> int:
@@ -107,6 +116,8 @@ class Translator:
             row: beam search with K beams fits K times fewer sentences, so a batch's memory
             (logits, states, histories) stays about the same whatever the beam size.
         max_input_tokens: longer sentences fail alone with ``InputTooLong``.
+        shortlist: score only the bundle's shortlist of likely target tokens for each batch
+            (when the bundle has one; see ``model.shortlist``), not the whole vocabulary.
     """
 
     def __init__(
@@ -116,6 +127,7 @@ class Translator:
         quantize: str = "none",
         batch_tokens: int = 4096,
         max_input_tokens: int = 256,
+        shortlist: bool = True,
     ) -> None:
         if quantize not in QUANTIZE_MODES:
             raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
@@ -128,8 +140,10 @@ class Translator:
         self.quantize = quantize
         self.batch_tokens = batch_tokens
         self.max_input_tokens = max_input_tokens
+        self.shortlist = bundle.shortlist if shortlist else None
         model: nn.Module = bundle.build_model().eval()
         self.model = quantize_int8(model) if quantize == "int8" else model.to(self.device)
+        self.output_layer = OutputLayer(self.model.decoder.generator)  # type: ignore[union-attr,arg-type]
 
     @classmethod
     def from_dir(cls, path: str | Path, **kwargs: Any) -> Translator:
@@ -154,6 +168,13 @@ class Translator:
     @property
     def checksum(self) -> str:
         return self.bundle.checksum
+
+    @property
+    def shortlist_info(self) -> dict[str, Any] | None:
+        """How the shortlist in use was built (bundle metadata); None: the whole vocabulary."""
+        if self.shortlist is None:
+            return None
+        return dict(self.metadata.get("shortlist") or {})
 
     def count_tokens(self, text: str) -> int:
         """Source pieces the model would see for ``text``, EOS included."""
@@ -220,8 +241,12 @@ class Translator:
         for row, ids in enumerate(batch_ids):
             src[row, : len(ids)] = torch.tensor(ids)
         model: Seq2Seq = self.model  # type: ignore[assignment]
+        src = src.to(self.device)
+        vocab = None
+        if self.shortlist is not None:
+            vocab = self.output_layer.restrict(self.shortlist.candidates(src))
         try:
-            enc = model.encode(src.to(self.device), lens.to(self.device))
+            enc = model.encode(src, lens.to(self.device), vocab)
             decode = greedy_search if options.beam_size == 1 else beam_search
             return decode(model, enc, lens.to(self.device), options)
         except torch.cuda.OutOfMemoryError:

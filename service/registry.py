@@ -34,6 +34,8 @@ class TranslatorLike(Protocol):
     @property
     def quantize(self) -> str: ...
     @property
+    def shortlist_info(self) -> dict[str, Any] | None: ...
+    @property
     def device(self) -> Any: ...
     def count_tokens(self, text: str) -> int: ...
     def translate(self, texts: Sequence[str], options: DecodeOptions = ...) -> list[Result]: ...
@@ -135,6 +137,7 @@ def model_info(loaded: LoadedModel) -> ModelInfo:
         decoding=dataclasses.asdict(loaded.defaults),
         checksum=t.checksum,
         quantization=t.quantize,
+        shortlist=t.shortlist_info,
         device=str(t.device),
         metrics=t.metadata.get("metrics") or {},
     )

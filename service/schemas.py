@@ -126,6 +126,9 @@ class ModelInfo(BaseModel):
     decoding: dict[str, Any] = Field(description="defaults used when a request leaves them out")
     checksum: str = Field(description="sha256 of the bundle manifest")
     quantization: str
+    shortlist: dict[str, Any] | None = Field(
+        description="vocabulary shortlist each batch scores (model.shortlist); null: all of it"
+    )
     device: str
     metrics: dict[str, Any] = Field(description="evaluation scores with sacreBLEU signatures")
 

@@ -1,4 +1,4 @@
-"""Subcommands ``nmt data|train|evaluate|export``, registered with ``nmt`` by entry point.
+"""Subcommands ``nmt data|train|evaluate|export|shortlist``, registered with ``nmt`` by entry point.
 
 Each handler parses its arguments and calls one function; the heavy imports happen inside the
 handlers so that ``nmt --help`` stays fast.
@@ -50,6 +50,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from training.export import export
+    from training.shortlist import DEFAULT_SHORTLIST
 
     export(
         args.run_dir,
@@ -59,7 +60,17 @@ def run_export(args: argparse.Namespace) -> int:
         not args.no_eval,
         args.model_id,
         args.checkpoint,
+        None if args.no_shortlist else DEFAULT_SHORTLIST,
     )
+    return 0
+
+
+def run_shortlist(args: argparse.Namespace) -> int:
+    from training.shortlist import ShortlistSize, add_shortlist
+
+    splits = {name: (src, ref) for name, src, ref in args.eval}
+    size = ShortlistSize(args.frequent, args.per_source)
+    add_shortlist(args.model, (args.train_src, args.train_tgt), size, splits)
     return 0
 
 
@@ -107,4 +118,25 @@ def add_commands(subparsers: Subparsers) -> None:
     export.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32")
     export.add_argument("--no-eval", action="store_true", help="skip valid/test evaluation")
     export.add_argument("--model-id", default=None)
+    export.add_argument(
+        "--no-shortlist", action="store_true", help="score the whole target vocabulary"
+    )
     export.set_defaults(func=run_export)
+
+    shortlist = subparsers.add_parser(
+        "shortlist", help="add a vocabulary shortlist to a bundle and measure it again"
+    )
+    shortlist.add_argument("--model", type=Path, required=True, help="bundle, rewritten")
+    shortlist.add_argument("--train-src", type=Path, required=True)
+    shortlist.add_argument("--train-tgt", type=Path, required=True)
+    shortlist.add_argument(
+        "--eval",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("SPLIT", "SRC", "REF"),
+        help="measure BLEU/chrF on this split (repeatable); replaces the bundle's metrics",
+    )
+    shortlist.add_argument("--frequent", type=int, default=100, help="always-scored target ids")
+    shortlist.add_argument("--per-source", type=int, default=20, help="target ids per source id")
+    shortlist.set_defaults(func=run_shortlist)

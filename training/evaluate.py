@@ -14,6 +14,7 @@ from typing import Any
 from sacrebleu.metrics import BLEU, CHRF
 
 from model import Bundle, DecodeOptions, Seq2Seq, Tokenizer, Translator
+from model.shortlist import Shortlist
 from training.corpus import read_lines
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,12 @@ def score(hypotheses: list[str], references: list[str]) -> Scores:
     )
 
 
-def translator_for(model: Seq2Seq, tokenizer: Tokenizer, **kwargs: Any) -> Translator:
+def translator_for(
+    model: Seq2Seq, tokenizer: Tokenizer, shortlist: Shortlist | None = None, **kwargs: Any
+) -> Translator:
     """A Translator over a copy of an in-training model (the copy is in eval mode)."""
     state = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
-    bundle = Bundle(Path("."), model.config, tokenizer, state)
+    bundle = Bundle(Path("."), model.config, tokenizer, state, shortlist=shortlist)
     device = str(next(model.parameters()).device)
     return Translator(bundle, device=device, **kwargs)
 
@@ -67,6 +70,27 @@ def translate_all(translator: Translator, sources: list[str], options: DecodeOpt
     if failed:
         log.warning("%d of %d sentences failed to translate", failed, len(results))
     return [r.text for r in results]
+
+
+def evaluate_pairs(
+    translator: Translator,
+    splits: dict[str, list[tuple[str, str]]],
+    beams: tuple[int, ...],
+    length_penalty: float,
+) -> dict[str, Any]:
+    """BLEU/chrF of each split for each beam size, e.g. {"test": {"beam5": {...}}}."""
+    metrics: dict[str, Any] = {}
+    for split, pairs in splits.items():
+        sources, refs = [s for s, _ in pairs], [t for _, t in pairs]
+        for beam in beams:
+            options = DecodeOptions(beam_size=beam, length_penalty=length_penalty)
+            scores = score(translate_all(translator, sources, options), refs)
+            metrics.setdefault(split, {})[f"beam{beam}"] = {
+                **scores.as_dict(),
+                "sentences": len(pairs),
+            }
+            log.info("%s beam=%d %s", split, beam, scores)
+    return metrics
 
 
 def evaluate_files(

@@ -10,13 +10,15 @@ from typing import Any
 
 import torch
 
-from model import DecodeOptions, ModelConfig, Seq2Seq, Tokenizer, save_bundle
+from model import ModelConfig, Seq2Seq, Tokenizer, save_bundle
 from model.bundle import DTYPES
+from model.shortlist import Shortlist
 from training import checkpoint, hardware
 from training.config import TrainConfig, load_config
 from training.corpus import read_pairs
-from training.evaluate import score, translate_all, translator_for
+from training.evaluate import evaluate_pairs, translator_for
 from training.prepare import spm_files
+from training.shortlist import DEFAULT_SHORTLIST, ShortlistSize, shortlist_from_pairs
 
 log = logging.getLogger(__name__)
 
@@ -79,25 +81,22 @@ def data_description(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def evaluate_splits(
-    model: Seq2Seq, tokenizer: Tokenizer, cfg: TrainConfig, beams: tuple[int, ...]
+    model: Seq2Seq,
+    tokenizer: Tokenizer,
+    cfg: TrainConfig,
+    beams: tuple[int, ...],
+    shortlist: Shortlist | None,
 ) -> dict[str, Any]:
-    """BLEU/chrF of the valid and test splits for each beam size, e.g. {"test": {"beam5": ...}}."""
-    translator = translator_for(model, tokenizer, batch_tokens=8192, max_input_tokens=10_000)
-    metrics: dict[str, Any] = {}
-    for split in ("valid", "test"):
-        if not cfg.data.has_split(split):
-            continue
-        pairs = read_pairs(**cfg.data.split(split))
-        sources, refs = [s for s, _ in pairs], [t for _, t in pairs]
-        for beam in beams:
-            options = DecodeOptions(beam_size=beam, length_penalty=cfg.eval.length_penalty)
-            scores = score(translate_all(translator, sources, options), refs)
-            metrics.setdefault(split, {})[f"beam{beam}"] = {
-                **scores.as_dict(),
-                "sentences": len(pairs),
-            }
-            log.info("%s beam=%d %s", split, beam, scores)
-    return metrics
+    """BLEU/chrF of the valid and test splits for each beam size, decoded as the bundle will be."""
+    translator = translator_for(
+        model, tokenizer, shortlist, batch_tokens=8192, max_input_tokens=10_000
+    )
+    splits = {
+        split: read_pairs(**cfg.data.split(split))
+        for split in ("valid", "test")
+        if cfg.data.has_split(split)
+    }
+    return evaluate_pairs(translator, splits, beams, cfg.eval.length_penalty)
 
 
 def export(
@@ -108,8 +107,13 @@ def export(
     evaluate: bool = True,
     model_id: str | None = None,
     checkpoint_name: str | None = None,
+    shortlist: ShortlistSize | None = DEFAULT_SHORTLIST,
 ) -> Path:
-    """Write the bundle for ``run_dir`` to ``out``; returns ``out``."""
+    """Write the bundle for ``run_dir`` to ``out``; returns ``out``.
+
+    With ``shortlist`` (the default) the bundle gets a vocabulary shortlist built from the
+    training data, and its metrics are measured with it, as the bundle will decode.
+    """
     run = Path(run_dir)
     cfg = load_config(run / "config.yaml")
     weights, saved, source = pick_weights(run / "checkpoints", average_last, checkpoint_name)
@@ -118,6 +122,9 @@ def export(
     # Evaluate the weights as the bundle will hold them (fp16/bf16 rounding included).
     model = model.to(DTYPES[dtype]).float().eval()
     tokenizer = Tokenizer(*spm_files(run, cfg.tokenizer.joint))
+    lists = None
+    if shortlist is not None:
+        lists = shortlist_from_pairs(read_pairs(**cfg.data.split("train")), tokenizer, shortlist)
     state = saved.get("state", {})
     metadata: dict[str, Any] = {
         "model_id": model_id or Path(out).name,
@@ -134,8 +141,10 @@ def export(
             "git_sha": git_sha(),
         },
         "decoding": {"beam_size": cfg.eval.beam_size, "length_penalty": cfg.eval.length_penalty},
-        "metrics": evaluate_splits(model, tokenizer, cfg, (1, 5)) if evaluate else {},
+        "metrics": evaluate_splits(model, tokenizer, cfg, (1, 5), lists) if evaluate else {},
     }
-    path = save_bundle(out, model, tokenizer, metadata, dtype)
+    if shortlist is not None:
+        metadata["shortlist"] = shortlist.describe("training data")
+    path = save_bundle(out, model, tokenizer, metadata, dtype, lists)
     log.info("wrote %s (%s, %s)", path, source, dtype)
     return path

@@ -41,3 +41,28 @@ def test_quantized_layers_take_their_own_path() -> None:
     quantized = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
     x = torch.randn(3, 24)
     torch.testing.assert_close(step_kernels.linear(x, quantized[0]), quantized(x))
+
+
+@pytest.mark.parametrize("rows", [1, 5, 100])
+def test_int8_lstm_cell_is_close_to_the_float_cell(rows: int) -> None:
+    torch.manual_seed(rows)
+    lstm = nn.LSTM(12, 16)
+    x, h, c = torch.randn(rows, 12), torch.randn(rows, 16), torch.randn(rows, 16)
+    weights = tuple(lstm.all_weights[0])
+    packed = step_kernels.pack_lstm_cell_int8(weights)  # type: ignore[arg-type]
+    h_next, c_next = step_kernels.lstm_cell_int8(x, h, c, packed)
+    want_h, want_c = torch.lstm_cell(x, (h, c), *weights)
+    # int8 weights and 7-bit activations: a few hundredths, not the float result exactly.
+    torch.testing.assert_close(h_next, want_h, rtol=0, atol=0.03)
+    torch.testing.assert_close(c_next, want_c, rtol=0, atol=0.05)
+
+
+def test_int8_translator_steps_through_int8_cells(tiny_model: nn.Module) -> None:
+    from model.translator import quantize_int8
+
+    quantized = quantize_int8(tiny_model)
+    assert quantized.decoder.int8_cells is not None  # type: ignore[union-attr]
+    assert isinstance(quantized.decoder.rnn, nn.LSTM)  # type: ignore[union-attr]
+    assert not isinstance(quantized.encoder.rnn, nn.LSTM)  # type: ignore[union-attr]
+    assert tiny_model.decoder.int8_cells is None  # type: ignore[union-attr]
+    assert not hasattr(tiny_model.decoder.rnn, "qconfig")  # type: ignore[union-attr]

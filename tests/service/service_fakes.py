@@ -42,6 +42,7 @@ class FakeTranslator:
         }
         self.checksum = "ab" * 32
         self.quantize = "none"
+        self.shortlist_info = None
         self.device = "cpu"
         self.batches: list[tuple[list[str], DecodeOptions]] = []
         self.gate = threading.Event()

@@ -141,7 +141,7 @@ def test_models_endpoint(client: TestClient) -> None:
     assert info["architecture"]["hidden_size"] == 16
     assert info["decoding"]["beam_size"] == 5
     assert info["checksum"] == "ab" * 32
-    assert info["quantization"] == "none"
+    assert info["quantization"] == "none" and info["shortlist"] is None
     assert info["metrics"]["test"]["signature"] == SIGNATURE
 
 

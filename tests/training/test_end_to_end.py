@@ -48,7 +48,7 @@ def test_train_export_translate_evaluate(
 
     fp32, fp16, averaged = tmp_path / "fp32", tmp_path / "fp16", tmp_path / "avg"
     assert nmt(["export", str(run), "--out", str(fp32)]) == 0
-    assert nmt(["export", str(run), "--out", str(fp16), "--dtype", "fp16"]) == 0
+    assert nmt(["export", str(run), "--out", str(fp16), "--dtype", "fp16", "--no-shortlist"]) == 0
     assert (
         nmt(["export", str(run), "--out", str(averaged), "--average-last", "2", "--no-eval"]) == 0
     )
@@ -72,6 +72,13 @@ def test_train_export_translate_evaluate(
                 assert re.fullmatch(BLEU_SIGNATURE, scores["bleu_signature"])
                 assert re.fullmatch(CHRF_SIGNATURE, scores["chrf_signature"])
                 assert scores["sentences"] == 10
+    # A vocabulary shortlist from the training data unless --no-shortlist.
+    assert (fp32 / "shortlist.safetensors").is_file() and (
+        averaged / "shortlist.safetensors"
+    ).is_file()
+    assert json.loads((fp32 / "metadata.json").read_text())["shortlist"]["per_source"] == 20
+    assert not (fp16 / "shortlist.safetensors").exists()
+    assert "shortlist" not in json.loads((fp16 / "metadata.json").read_text())
     assert json.loads((fp16 / "config.json").read_text())["dtype"] == "fp16"
     assert {t.dtype for t in load_file(str(fp16 / "model.safetensors")).values()} == {torch.float16}
 

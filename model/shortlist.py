@@ -1,0 +1,149 @@
+"""Vocabulary shortlist: score only the target tokens a source sentence makes likely.
+
+The output layer (hidden x target vocabulary) is the largest matmul of a decoder step, and the
+softmax and top-k over the whole vocabulary follow it. Most of the vocabulary never has a
+chance for a given source, so, as Marian's lexical shortlists and CTranslate2's vocabulary
+mapping do, a batch scores only the union of: the most frequent target tokens, and for every
+source token the target tokens that co-occur with it most strongly in the training corpus.
+
+Strength is the Dice coefficient over sentence pairs, 2 c(s, t) / (c(s) + c(t)), which favours
+translations over tokens that are merely frequent everywhere (those are in the frequent list).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from model import step_kernels
+from model.tokenizer import EOS_ID
+
+SPECIAL_IDS = EOS_ID + 1  # ids 0..EOS_ID (pad, unk, bos, eos) are always scored
+
+
+@dataclass(frozen=True)
+class Shortlist:
+    """Target ids always scored, and the best target ids for every source id."""
+
+    frequent: Tensor  # (F,) int64, includes every special id
+    by_source: Tensor  # (source vocabulary, k) int64, -1 where a source id has fewer
+
+    def candidates(self, src_ids: Tensor) -> Tensor:
+        """(B, S) source ids -> (C,) ascending target ids to score for the whole batch.
+
+        Ascending order with every special id present puts id i at position i for the special
+        ids, so search can keep comparing positions with EOS_ID.
+        """
+        per_source = self.by_source.to(src_ids.device)[src_ids.reshape(-1)].reshape(-1)
+        ids = torch.cat([self.frequent.to(src_ids.device), per_source[per_source >= 0]])
+        unique: Tensor = torch.unique(ids)  # sorted
+        return unique
+
+    def to_tensors(self) -> dict[str, Tensor]:
+        return {"frequent": self.frequent.int(), "by_source": self.by_source.int()}  # ids < 2**31
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, Tensor], src_vocab: int, tgt_vocab: int) -> Shortlist:
+        """Check shapes and ranges: a shortlist from another vocabulary would drop tokens."""
+        frequent, by_source = tensors["frequent"].long(), tensors["by_source"].long()
+        if by_source.dim() != 2 or by_source.size(0) != src_vocab:
+            raise ValueError(f"by_source has shape {tuple(by_source.shape)}, not ({src_vocab}, k)")
+        if int(frequent.max()) >= tgt_vocab or int(by_source.max()) >= tgt_vocab:
+            raise ValueError(f"target ids out of range for a vocabulary of {tgt_vocab}")
+        if not torch.isin(torch.arange(SPECIAL_IDS), frequent).all():
+            raise ValueError(f"frequent must include the special ids 0..{SPECIAL_IDS - 1}")
+        return cls(frequent, by_source)
+
+
+class OutputVocabulary(NamedTuple):
+    """A batch's shortlisted target ids and their rows of the output layer.
+
+    Search then works with positions in ``ids`` instead of ids: logits column j scores
+    ``ids[j]``. The special ids keep their value as position (see ``Shortlist.candidates``).
+    """
+
+    ids: Tensor  # (C,) ascending target ids
+    weight: Tensor | None  # (C, O) float rows, or None when ``packed`` holds int8 ones
+    bias: Tensor | None  # (C,)
+    packed: Any = None  # int8 rows prepacked for torch.ops.quantized.linear_dynamic
+
+    def project(self, vec: Tensor) -> Tensor:
+        """(N, O) attentional vectors -> (N, C) logits."""
+        if self.packed is not None:
+            logits: Tensor = torch.ops.quantized.linear_dynamic(vec, self.packed, True)
+            return logits
+        assert self.weight is not None
+        return step_kernels.matmul(vec, self.weight, self.bias)
+
+    def to_ids(self, positions: Tensor) -> Tensor:
+        ids: Tensor = self.ids[positions]
+        return ids
+
+
+class OutputLayer:
+    """The full output layer's weights, read once, from which every batch takes its rows.
+
+    Handles both a float ``nn.Linear`` and torch.ao's dynamically quantized int8 Linear; the
+    int8 rows stay int8, so a shortlist never makes a quantized model slower per row.
+    """
+
+    def __init__(self, generator: nn.Module) -> None:
+        self.packed = not isinstance(generator, nn.Linear)
+        if self.packed:  # unpacking costs milliseconds: once here, not per batch
+            self.weight, self.bias = generator._weight_bias()  # type: ignore[operator]
+        else:
+            self.weight, self.bias = generator.weight, generator.bias
+
+    def restrict(self, ids: Tensor) -> OutputVocabulary:
+        weight = self.weight.index_select(0, ids)
+        bias = None if self.bias is None else self.bias.index_select(0, ids)
+        if self.packed:
+            packed = torch.ops.quantized.linear_prepack(weight, bias)
+            return OutputVocabulary(ids, None, bias, packed)
+        return OutputVocabulary(ids, weight, bias)
+
+
+def build_shortlist(
+    pairs: Iterable[tuple[Sequence[int], Sequence[int]]],
+    src_vocab: int,
+    tgt_vocab: int,
+    frequent: int = 100,
+    per_source: int = 20,
+) -> Shortlist:
+    """Count, over tokenized sentence pairs, how often each source/target id pair co-occurs.
+
+    Args:
+        pairs: (source ids, target ids) per sentence pair.
+        frequent: how many of the most frequent target ids are always scored.
+        per_source: how many target ids each source id contributes.
+    """
+    src_count = np.zeros(src_vocab, dtype=np.int64)
+    tgt_count = np.zeros(tgt_vocab, dtype=np.int64)
+    keys: list[np.ndarray] = []
+    for src, tgt in pairs:
+        s = np.unique(np.asarray(src, dtype=np.int64))
+        t = np.unique(np.asarray(tgt, dtype=np.int64))
+        src_count[s] += 1
+        tgt_count[t] += 1
+        keys.append((s[:, None] * tgt_vocab + t[None, :]).reshape(-1))
+    all_keys = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+    pair_keys, pair_count = np.unique(all_keys, return_counts=True)
+    src_of, tgt_of = pair_keys // tgt_vocab, pair_keys % tgt_vocab
+    dice = 2.0 * pair_count / (src_count[src_of] + tgt_count[tgt_of])
+    # Best first within each source id: sort by source id, then by descending strength.
+    order = np.lexsort((-dice, src_of))
+    src_of, tgt_of = src_of[order], tgt_of[order]
+    starts = np.searchsorted(src_of, np.arange(src_vocab))
+    rank = np.arange(len(src_of)) - starts[src_of]
+    table = np.full((src_vocab, per_source), -1, dtype=np.int64)
+    keep = rank < per_source
+    table[src_of[keep], rank[keep]] = tgt_of[keep]
+    ranked = np.argsort(-tgt_count, kind="stable")
+    top = ranked[tgt_count[ranked] > 0][:frequent]
+    always = np.union1d(np.arange(SPECIAL_IDS), top)
+    return Shortlist(torch.from_numpy(always), torch.from_numpy(table))

@@ -26,7 +26,9 @@ def add_translate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="bundle directory")
     p.add_argument("--beam", type=int, default=5, help="beam size (1 = greedy)")
     p.add_argument("--n-best", type=int, default=1, help="write the K best, tab-separated")
-    p.add_argument("--quantize", choices=["none", "int8"], default="none")
+    p.add_argument(
+        "--quantize", choices=["auto", "none", "int8"], default="auto", help="auto: int8 on CPU"
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--batch-tokens", type=int, default=4096, help="source tokens per batch")
     p.add_argument("--threads", type=int, default=None, help="intra-op CPU threads")

@@ -26,7 +26,7 @@ from model.tokenizer import PAD_ID
 
 log = logging.getLogger(__name__)
 
-QUANTIZE_MODES = ("none", "int8")
+QUANTIZE_MODES = ("auto", "none", "int8")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,18 @@ def resolve_device(device: str) -> torch.device:
     if device != "cpu" and not device.startswith("cuda"):
         raise DeviceError(f"unknown device {device!r}; use cpu, cuda or auto (NMT_DEVICE)")
     return torch.device(device)
+
+
+def resolve_quantize(quantize: str, device: torch.device) -> str:
+    """ "auto" is int8 on CPU (faster, test BLEU within 0.1 of float: bench/README.md) and
+    none elsewhere (int8 dynamic quantization has CPU kernels only)."""
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+    if quantize == "auto":
+        return "int8" if device.type == "cpu" else "none"
+    if quantize == "int8" and device.type != "cpu":
+        raise ValueError("int8 quantization runs on CPU only; use quantize='none' on CUDA")
+    return quantize
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
@@ -111,7 +123,8 @@ class Translator:
     Args:
         bundle: a loaded model bundle.
         device: "cpu", "cuda" or "auto".
-        quantize: "none" or "int8" (dynamic quantization, CPU only).
+        quantize: "none", "int8" (dynamic quantization, CPU only) or "auto" (int8 on CPU);
+            ``self.quantize`` says which was chosen.
         batch_tokens: budget of padded source tokens per batch, counted once per hypothesis
             row: beam search with K beams fits K times fewer sentences, so a batch's memory
             (logits, states, histories) stays about the same whatever the beam size.
@@ -129,11 +142,8 @@ class Translator:
         max_input_tokens: int = 256,
         shortlist: bool = True,
     ) -> None:
-        if quantize not in QUANTIZE_MODES:
-            raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
         self.device = resolve_device(device)
-        if quantize == "int8" and self.device.type != "cpu":
-            raise ValueError("int8 quantization runs on CPU only; use quantize='none' on CUDA")
+        quantize = resolve_quantize(quantize, self.device)
         self.bundle = bundle
         self.tokenizer = bundle.tokenizer
         self.config = bundle.config

@@ -36,7 +36,9 @@ def add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--host", help="bind address (NMT_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (NMT_PORT, default 8000)")
     p.add_argument("--threads", type=int, help="torch CPU threads (NMT_THREADS)")
-    p.add_argument("--quantize", choices=["none", "int8"], help="weights (NMT_QUANTIZE)")
+    p.add_argument(
+        "--quantize", choices=["auto", "none", "int8"], help="auto: int8 on CPU (NMT_QUANTIZE)"
+    )
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="(NMT_DEVICE)")
     p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=serve_command)

@@ -18,8 +18,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # The shipped en->de model, found relative to the installed package (not the working directory).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "en-de-multi30k"
 
-# Weight quantization used when NMT_QUANTIZE is unset; chosen from the benchmark in one place.
-DEFAULT_QUANTIZE: Literal["none", "int8"] = "none"
+# Weight quantization used when NMT_QUANTIZE is unset: int8 on CPU, float on CUDA
+# (model.translator.resolve_quantize; the figures are in bench/README.md).
+DEFAULT_QUANTIZE: Literal["auto", "none", "int8"] = "auto"
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -35,7 +36,7 @@ class Settings(BaseSettings):
     )
     device: Literal["cpu", "cuda", "auto"] = "auto"
     threads: int | None = Field(default=None, ge=1, description="torch intra-op threads")
-    quantize: Literal["none", "int8"] = DEFAULT_QUANTIZE
+    quantize: Literal["auto", "none", "int8"] = DEFAULT_QUANTIZE
 
     # Cross-request batching
     max_batch_tokens: int = Field(

@@ -101,7 +101,9 @@ def add_commands(subparsers: Subparsers) -> None:
     evaluate.add_argument("--ref", type=Path, required=True)
     evaluate.add_argument("--beam", type=int, default=5)
     evaluate.add_argument("--hyp", type=Path, default=None, help="write the hypotheses here")
-    evaluate.add_argument("--quantize", choices=["none", "int8"], default="none")
+    evaluate.add_argument(
+        "--quantize", choices=["auto", "none", "int8"], default="auto", help="auto: int8 on CPU"
+    )
     evaluate.add_argument("--batch-tokens", type=int, default=8192)
     evaluate.set_defaults(func=run_evaluate)
 

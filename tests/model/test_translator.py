@@ -158,6 +158,22 @@ def test_int8_translator_quantizes_and_translates(tiny_bundle: Path) -> None:
         assert all(len(c.tokens) > 0 for r in results for c in r.candidates)
 
 
+def test_auto_quantization_is_int8_on_cpu_only() -> None:
+    from model.translator import resolve_quantize
+
+    assert resolve_quantize("auto", torch.device("cpu")) == "int8"
+    assert resolve_quantize("auto", torch.device("cuda")) == "none"
+    assert resolve_quantize("none", torch.device("cpu")) == "none"
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_quantize("int8", torch.device("cuda"))
+
+
+def test_auto_translator_says_which_quantization_it_chose(tiny_bundle: Path) -> None:
+    translator = Translator.from_dir(tiny_bundle, quantize="auto")
+    assert translator.quantize == "int8"
+    assert translator.model.decoder.int8_cells is not None  # type: ignore[union-attr]
+
+
 def test_bad_constructor_arguments(tiny_bundle: Path) -> None:
     bundle = load_bundle(tiny_bundle)
     with pytest.raises(ValueError, match="quantize"):

@@ -103,6 +103,7 @@ def test_train_export_translate_evaluate(
     capsys.readouterr()
     hyp = tmp_path / "test.hyp"
     args = ["--src", str(copy_data / "test.src"), "--ref", str(copy_data / "test.tgt")]
+    args += ["--quantize", "none"]  # export measures the float model
     assert nmt(["evaluate", "--model", str(fp32), *args, "--beam", "1", "--hyp", str(hyp)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import math
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -107,7 +106,13 @@ async def translate_texts(
     single: bool = False,
 ) -> Batched:
     """Split into sentences that fit the model, translate them in shared batches, regroup."""
-    count = functools.lru_cache(maxsize=None)(loaded.translator.count_tokens)
+    counted: dict[str, int] = {}  # splitter.fit asks about the same sentences again
+
+    def count(sentence: str) -> int:
+        if sentence not in counted:
+            counted[sentence] = loaded.translator.count_tokens(sentence)
+        return counted[sentence]
+
     limit = settings.max_input_tokens
     splits = [splitter.fit(splitter.split(t), lambda s: count(s) <= limit) for t in texts]
     sentences = [s for parts in splits for s in parts.sentences]

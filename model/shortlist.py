@@ -39,10 +39,14 @@ class Shortlist:
         Ascending order with every special id present puts id i at position i for the special
         ids, so search can keep comparing positions with EOS_ID.
         """
-        per_source = self.by_source.to(src_ids.device)[src_ids.reshape(-1)].reshape(-1)
-        ids = torch.cat([self.frequent.to(src_ids.device), per_source[per_source >= 0]])
+        per_source = self.by_source[src_ids.reshape(-1)].reshape(-1)
+        ids = torch.cat([self.frequent, per_source[per_source >= 0]])
         unique: Tensor = torch.unique(ids)  # sorted
         return unique
+
+    def to(self, device: torch.device) -> Shortlist:
+        """The tables on ``device``, where the source ids of every batch will be."""
+        return Shortlist(self.frequent.to(device), self.by_source.to(device))
 
     def to_tensors(self) -> dict[str, Tensor]:
         return {"frequent": self.frequent.int(), "by_source": self.by_source.int()}  # ids < 2**31

@@ -150,7 +150,8 @@ class Translator:
         self.quantize = quantize
         self.batch_tokens = batch_tokens
         self.max_input_tokens = max_input_tokens
-        self.shortlist = bundle.shortlist if shortlist else None
+        listed = bundle.shortlist if shortlist else None
+        self.shortlist = listed.to(self.device) if listed is not None else None
         model: nn.Module = bundle.build_model().eval()
         self.model = quantize_int8(model) if quantize == "int8" else model.to(self.device)
         self.output_layer = OutputLayer(self.model.decoder.generator)  # type: ignore[union-attr,arg-type]

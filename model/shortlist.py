@@ -119,35 +119,57 @@ def build_shortlist(
     frequent: int = 100,
     per_source: int = 20,
 ) -> Shortlist:
-    """Count, over tokenized sentence pairs, how often each source/target id pair co-occurs.
+    """The shortlist of a tokenized parallel corpus.
 
     Args:
         pairs: (source ids, target ids) per sentence pair.
         frequent: how many of the most frequent target ids are always scored.
         per_source: how many target ids each source id contributes.
     """
-    src_count = np.zeros(src_vocab, dtype=np.int64)
-    tgt_count = np.zeros(tgt_vocab, dtype=np.int64)
-    keys: list[np.ndarray] = []
+    counts = count_pairs(pairs, src_vocab, tgt_vocab)
+    dice = 2.0 * counts.together / (counts.source[counts.src] + counts.target[counts.tgt])
+    table = best_per_source(counts.src, counts.tgt, dice, src_vocab, per_source)
+    ranked = np.argsort(-counts.target, kind="stable")
+    top = ranked[counts.target[ranked] > 0][:frequent]
+    always = np.union1d(np.arange(SPECIAL_IDS), top)
+    return Shortlist(torch.from_numpy(always), torch.from_numpy(table))
+
+
+class PairCounts(NamedTuple):
+    """In how many sentence pairs each id, and each co-occurring (source, target) pair, occurs."""
+
+    source: np.ndarray  # (source vocabulary,)
+    target: np.ndarray  # (target vocabulary,)
+    src: np.ndarray  # (P,) source id of each co-occurring pair
+    tgt: np.ndarray  # (P,) its target id
+    together: np.ndarray  # (P,) sentence pairs holding both
+
+
+def count_pairs(
+    pairs: Iterable[tuple[Sequence[int], Sequence[int]]], src_vocab: int, tgt_vocab: int
+) -> PairCounts:
+    source = np.zeros(src_vocab, dtype=np.int64)
+    target = np.zeros(tgt_vocab, dtype=np.int64)
+    keys: list[np.ndarray] = []  # source id * tgt_vocab + target id, once per sentence pair
     for src, tgt in pairs:
         s = np.unique(np.asarray(src, dtype=np.int64))
         t = np.unique(np.asarray(tgt, dtype=np.int64))
-        src_count[s] += 1
-        tgt_count[t] += 1
+        source[s] += 1
+        target[t] += 1
         keys.append((s[:, None] * tgt_vocab + t[None, :]).reshape(-1))
     all_keys = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
-    pair_keys, pair_count = np.unique(all_keys, return_counts=True)
-    src_of, tgt_of = pair_keys // tgt_vocab, pair_keys % tgt_vocab
-    dice = 2.0 * pair_count / (src_count[src_of] + tgt_count[tgt_of])
-    # Best first within each source id: sort by source id, then by descending strength.
-    order = np.lexsort((-dice, src_of))
-    src_of, tgt_of = src_of[order], tgt_of[order]
-    starts = np.searchsorted(src_of, np.arange(src_vocab))
-    rank = np.arange(len(src_of)) - starts[src_of]
-    table = np.full((src_vocab, per_source), -1, dtype=np.int64)
-    keep = rank < per_source
-    table[src_of[keep], rank[keep]] = tgt_of[keep]
-    ranked = np.argsort(-tgt_count, kind="stable")
-    top = ranked[tgt_count[ranked] > 0][:frequent]
-    always = np.union1d(np.arange(SPECIAL_IDS), top)
-    return Shortlist(torch.from_numpy(always), torch.from_numpy(table))
+    pair_keys, together = np.unique(all_keys, return_counts=True)
+    return PairCounts(source, target, pair_keys // tgt_vocab, pair_keys % tgt_vocab, together)
+
+
+def best_per_source(
+    src: np.ndarray, tgt: np.ndarray, strength: np.ndarray, src_vocab: int, k: int
+) -> np.ndarray:
+    """(source vocabulary, k) table: each source id's k strongest target ids, -1 padded."""
+    order = np.lexsort((-strength, src))  # by source id, strongest first within one
+    src, tgt = src[order], tgt[order]
+    rank = np.arange(len(src)) - np.searchsorted(src, src)  # position within its source id
+    table = np.full((src_vocab, k), -1, dtype=np.int64)
+    keep = rank < k
+    table[src[keep], rank[keep]] = tgt[keep]
+    return table

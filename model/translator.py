@@ -154,7 +154,11 @@ class Translator:
         self.shortlist = listed.to(self.device) if listed is not None else None
         model: nn.Module = bundle.build_model().eval()
         self.model = quantize_int8(model) if quantize == "int8" else model.to(self.device)
-        self.output_layer = OutputLayer(self.model.decoder.generator)  # type: ignore[union-attr,arg-type]
+        self.output_layer = (  # read once, only where a shortlist will restrict it
+            OutputLayer(self.model.decoder.generator)  # type: ignore[union-attr,arg-type]
+            if self.shortlist is not None
+            else None
+        )
 
     @classmethod
     def from_dir(cls, path: str | Path, **kwargs: Any) -> Translator:
@@ -254,7 +258,7 @@ class Translator:
         model: Seq2Seq = self.model  # type: ignore[assignment]
         src = src.to(self.device)
         vocab = None
-        if self.shortlist is not None:
+        if self.shortlist is not None and self.output_layer is not None:
             vocab = self.output_layer.restrict(self.shortlist.candidates(src))
         try:
             enc = model.encode(src, lens.to(self.device), vocab)

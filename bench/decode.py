@@ -217,7 +217,7 @@ class Row:
     source_tokens: int
     beam: int
     latencies_ms: list[float] = field(default_factory=list)  # per sentence, batch 1 only
-    scored: float | None = None  # mean target ids a batch scores (shortlist); None: all
+    scored: tuple[float, float] | None = None  # shortlist: mean (union, per sentence) ids
 
     @property
     def p50_ms(self) -> float | None:
@@ -242,15 +242,24 @@ def timed(run: Callable[[], list[Result]], repeats: int) -> tuple[list[float], l
     return times, results
 
 
-def mean_scored(translator: Translator, texts: list[str], beam: int, alone: bool) -> float | None:
-    """Mean size of the shortlist each batch scores, over the batches the Translator forms."""
+def mean_scored(
+    translator: Translator, texts: list[str], beam: int, alone: bool
+) -> tuple[float, float] | None:
+    """Mean target ids the output layer computes per batch (the union of its sentences'
+    shortlists) and the mean a sentence keeps for its softmax and top-k, over the batches the
+    Translator forms."""
     if translator.shortlist is None:
         return None
     encoded = enumerate(map(translator.tokenizer.encode_source, texts))
     items = sorted(encoded, key=lambda item: len(item[1]))
     batches = [[i] for i in items] if alone else translator._batches(items, beam)  # noqa: SLF001
-    flat = [torch.tensor([t for _, ids in batch for t in ids]) for batch in batches]
-    return statistics.mean(len(translator.shortlist.candidates(ids)) for ids in flat)
+    unions, widths = [], []
+    for batch in batches:
+        src = torch.nn.utils.rnn.pad_sequence([torch.tensor(ids) for _, ids in batch], True)
+        ids, columns = translator.shortlist.candidates(src)
+        unions.append(ids.numel())
+        widths += [columns.size(1)] * len(batch)
+    return statistics.mean(unions), statistics.mean(widths)
 
 
 def one_at_a_time(
@@ -306,7 +315,7 @@ def achieved_gflops(row: Row, cfg: ModelConfig, src_len: float) -> float:
     finished rows and search overhead are not counted as useful.
     """
     steps = (row.target_tokens + row.sentences) * row.beam
-    per_step = decoder_macs(cfg, src_len, row.scored)["total"]
+    per_step = decoder_macs(cfg, src_len, row.scored and row.scored[0])["total"]
     macs = encoder_macs(cfg) * row.source_tokens + per_step * steps
     return 2 * macs / row.seconds / 1e9
 
@@ -355,10 +364,12 @@ def print_report(
     print(f"MACs per source token (encoder + attention keys): {encoder_macs(cfg) / 1e6:.3f} M")
     for r in rows:
         if r.scored is not None:
-            generator = decoder_macs(cfg, src_len, r.scored)["generator"]
+            union, kept = r.scored
+            generator = decoder_macs(cfg, src_len, union)["generator"]
             print(
-                f"  {r.precision} {r.search} batch={r.batch}: the shortlist scores "
-                f"{r.scored:.0f} ids per batch, generator {generator / 1e6:.3f} M MACs"
+                f"  {r.precision} {r.search} batch={r.batch}: the output layer computes "
+                f"{union:.0f} shortlisted ids per batch (generator {generator / 1e6:.3f} M "
+                f"MACs), softmax and top-k see {kept:.0f} per sentence"
             )
     print("matmul peak on this machine (best of several runs):")
     for name, value in peaks.items():

@@ -136,6 +136,7 @@ def beam_search(
     none is left. ``active`` (A,) maps the rows still decoding to their sentence.
     """
     batch, beam_size, device = src_lens.size(0), options.beam_size, enc.memory.device
+    whole = enc  # all sentences: ``enc`` loses the done ones
     max_lens = options.max_lengths(src_lens).to(device)  # (B,)
     steps, src_width = int(max_lens.max()), enc.memory.size(1)
     state = model.initial_state(enc).select(beam_rows(batch, beam_size, device))  # (A*K rows)
@@ -204,5 +205,5 @@ def beam_search(
             (attn_hist,) = reorder(rows, attn_hist)
             attn_hist[:, t] = state.attn
         prev = token
-    finished = finished._replace(tokens=enc.target_ids(finished.tokens))
+    finished = finished._replace(tokens=whole.target_ids(finished.tokens))
     return finalize(finished, src_lens, options.n_best)

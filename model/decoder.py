@@ -26,7 +26,7 @@ class EncoderOutput(NamedTuple):
     mask: Tensor  # (B, S) True at real tokens
     final_h: Tensor  # (B, H)
     final_c: Tensor  # (B, H)
-    vocab: OutputVocabulary | None = None  # shared by the whole batch; None: all of it
+    vocab: OutputVocabulary | None = None  # the batch's shortlist; None: all of it
 
     def select(self, rows: Tensor) -> EncoderOutput:
         """Rows ``rows`` of every per-sentence tensor, e.g. the sentences still decoding."""
@@ -34,10 +34,14 @@ class EncoderOutput(NamedTuple):
             t.index_select(0, rows)
             for t in (self.memory, self.keys, self.mask, self.final_h, self.final_c)
         )
-        return EncoderOutput(memory, keys, mask, final_h, final_c, self.vocab)
+        vocab = None if self.vocab is None else self.vocab.select(rows)
+        return EncoderOutput(memory, keys, mask, final_h, final_c, vocab)
 
     def target_ids(self, tokens: Tensor) -> Tensor:
-        """Search's tokens (positions in the shortlist, if any) -> target vocabulary ids."""
+        """Search's tokens (positions in the shortlist, if any) -> target vocabulary ids.
+
+        ``tokens`` has one leading row per sentence of this output, or K per sentence.
+        """
         return tokens if self.vocab is None else self.vocab.to_ids(tokens)
 
 

@@ -110,7 +110,7 @@ def greedy_search(
     batch, device = src_lens.size(0), enc.memory.device
     max_lens = options.max_lengths(src_lens).to(device)  # (B,)
     steps = int(max_lens.max())
-    state = model.initial_state(enc)
+    state, whole = model.initial_state(enc), enc
     active = torch.arange(batch, device=device)  # (A,) sentences still decoding
     prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
     tokens = torch.full((batch, steps), PAD_ID, dtype=torch.long, device=device)  # (B, T)
@@ -136,7 +136,7 @@ def greedy_search(
             state, enc = state.select(live), enc.select(live)
         prev = token
     scores = (log_prob / length_penalty(lengths, options.length_penalty)).tolist()
-    token_lists, src_list = enc.target_ids(tokens).tolist(), src_lens.tolist()
+    token_lists, src_list = whole.target_ids(tokens).tolist(), src_lens.tolist()
     return [
         [
             to_hypothesis(

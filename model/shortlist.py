@@ -3,8 +3,12 @@
 The output layer (hidden x target vocabulary) is the largest matmul of a decoder step, and the
 softmax and top-k over the whole vocabulary follow it. Most of the vocabulary never has a
 chance for a given source, so, as Marian's lexical shortlists and CTranslate2's vocabulary
-mapping do, a batch scores only the union of: the most frequent target tokens, and for every
-source token the target tokens that co-occur with it most strongly in the training corpus.
+mapping do, a sentence scores only: the most frequent target tokens, and for every one of its
+source tokens the target tokens that co-occur with it most strongly in the training corpus.
+
+A batch computes the output layer once for the union of its sentences' candidates (one
+matmul), then each sentence keeps only its own columns of it: the softmax and top-k of a
+sentence run over its ~200 candidates instead of the batch's thousands.
 
 Strength is the Dice coefficient over sentence pairs, 2 c(s, t) / (c(s) + c(t)), which favours
 translations over tokens that are merely frequent everywhere (those are in the frequent list).
@@ -33,16 +37,19 @@ class Shortlist:
     frequent: Tensor  # (F,) int64, includes every special id
     by_source: Tensor  # (source vocabulary, k) int64, -1 where a source id has fewer
 
-    def candidates(self, src_ids: Tensor) -> Tensor:
-        """(B, S) source ids -> (C,) ascending target ids to score for the whole batch.
-
-        Ascending order with every special id present puts id i at position i for the special
-        ids, so search can keep comparing positions with EOS_ID.
-        """
-        per_source = self.by_source[src_ids.reshape(-1)].reshape(-1)
-        ids = torch.cat([self.frequent, per_source[per_source >= 0]])
-        unique: Tensor = torch.unique(ids)  # sorted
-        return unique
+    def candidates(self, src_ids: Tensor) -> BatchCandidates:
+        """(B, S) source ids (PAD allowed) -> the batch's union and each sentence's columns."""
+        batch = src_ids.size(0)
+        per_source = self.by_source[src_ids.reshape(-1)].reshape(batch, -1)  # (B, S*k), -1: none
+        ids = torch.unique(torch.cat([self.frequent, per_source[per_source >= 0]]))  # sorted
+        mine = torch.zeros(batch, ids.size(0), dtype=torch.bool, device=ids.device)  # (B, U)
+        mine[:, torch.searchsorted(ids, self.frequent)] = True
+        # -1 becomes id 0 (PAD), which is frequent (a special id) anyway.
+        mine.scatter_(1, torch.searchsorted(ids, per_source.clamp(min=0)), True)
+        width = int(mine.sum(dim=1).max())
+        # A sentence's own columns first, ascending; the rest of the union pads to ``width``.
+        own_first = torch.argsort((~mine).to(torch.uint8), dim=1, stable=True)
+        return BatchCandidates(ids, own_first[:, :width])
 
     def to(self, device: torch.device) -> Shortlist:
         """The tables on ``device``, where the source ids of every batch will be."""
@@ -64,29 +71,56 @@ class Shortlist:
         return cls(frequent, by_source)
 
 
-class OutputVocabulary(NamedTuple):
-    """A batch's shortlisted target ids and their rows of the output layer.
+class BatchCandidates(NamedTuple):
+    """The target ids a batch scores: their union, and which of them each sentence keeps.
 
-    Search then works with positions in ``ids`` instead of ids: logits column j scores
-    ``ids[j]``. The special ids keep their value as position (see ``Shortlist.candidates``).
+    Every row of ``columns`` lists its sentence's own candidates in ascending order, then other
+    ids of the union, so that all rows have one width C. Ascending order with every special id
+    present puts special id i at position i of every row, so search can keep comparing
+    positions with EOS_ID.
     """
 
-    ids: Tensor  # (C,) ascending target ids
-    weight: Tensor | None  # (C, O) float rows, or None when ``packed`` holds int8 ones
-    bias: Tensor | None  # (C,)
+    ids: Tensor  # (U,) ascending target ids, the union over the batch
+    columns: Tensor  # (B, C) positions in ``ids``
+
+
+class OutputVocabulary(NamedTuple):
+    """A batch's shortlist: the output layer's rows for the union, and every sentence's columns.
+
+    Search works with positions in a sentence's row of ``columns`` instead of target ids:
+    logits column j of a sentence's hypotheses scores target id ``sentence_ids[b, j]``.
+    ``select`` keeps the rows of the sentences still decoding, like ``EncoderOutput.select``.
+    """
+
+    ids: Tensor  # (U,) ascending target ids
+    columns: Tensor  # (B, C) each sentence's positions in ``ids``
+    sentence_ids: Tensor  # (B, C) = ids[columns]
+    weight: Tensor | None  # (U, O) float rows, or None when ``packed`` holds int8 ones
+    bias: Tensor | None  # (U,)
     packed: Any = None  # int8 rows prepacked for torch.ops.quantized.linear_dynamic
 
     def project(self, vec: Tensor) -> Tensor:
-        """(N, O) attentional vectors -> (N, C) logits."""
+        """(N, O) attentional vectors, N = B x rows per sentence -> (N, C) logits."""
         if self.packed is not None:
-            logits: Tensor = torch.ops.quantized.linear_dynamic(vec, self.packed, True)
-            return logits
-        assert self.weight is not None
-        return step_kernels.matmul(vec, self.weight, self.bias)
+            union: Tensor = torch.ops.quantized.linear_dynamic(vec, self.packed, True)
+        else:
+            assert self.weight is not None
+            union = step_kernels.matmul(vec, self.weight, self.bias)  # (N, U)
+        batch, width = self.columns.shape
+        rows = union.view(batch, -1, union.size(-1))  # (B, K, U)
+        mine = rows.gather(2, self.columns.unsqueeze(1).expand(-1, rows.size(1), -1))
+        return mine.view(-1, width)
 
     def to_ids(self, positions: Tensor) -> Tensor:
-        ids: Tensor = self.ids[positions]
-        return ids
+        """Positions with a leading sentence dimension (B, ...) or (B x K,) -> target ids."""
+        flat = positions.reshape(self.sentence_ids.size(0), -1)
+        return self.sentence_ids.gather(1, flat).view_as(positions)
+
+    def select(self, rows: Tensor) -> OutputVocabulary:
+        return self._replace(
+            columns=self.columns.index_select(0, rows),
+            sentence_ids=self.sentence_ids.index_select(0, rows),
+        )
 
 
 class OutputLayer:
@@ -103,13 +137,15 @@ class OutputLayer:
         else:
             self.weight, self.bias = generator.weight, generator.bias
 
-    def restrict(self, ids: Tensor) -> OutputVocabulary:
+    def restrict(self, candidates: BatchCandidates) -> OutputVocabulary:
+        ids, columns = candidates
         weight = self.weight.index_select(0, ids)
         bias = None if self.bias is None else self.bias.index_select(0, ids)
+        sentence_ids = ids[columns]
         if self.packed:
             packed = torch.ops.quantized.linear_prepack(weight, bias)
-            return OutputVocabulary(ids, None, bias, packed)
-        return OutputVocabulary(ids, weight, bias)
+            return OutputVocabulary(ids, columns, sentence_ids, None, bias, packed)
+        return OutputVocabulary(ids, columns, sentence_ids, weight, bias)
 
 
 def build_shortlist(

@@ -31,14 +31,20 @@ def test_table_prefers_a_specific_translation_over_a_frequent_word() -> None:
     assert lists.frequent.tolist() == [*range(SPECIAL_IDS), 30]
 
 
-def test_candidates_are_sorted_unique_and_keep_special_ids_in_place() -> None:
+def test_each_sentence_keeps_its_own_candidates_first_with_special_ids_in_place() -> None:
     by_source = torch.full((10, 2), -1, dtype=torch.long)
     by_source[5] = torch.tensor([9, 7])
     by_source[6] = torch.tensor([7, -1])
     lists = Shortlist(torch.tensor([0, 1, 2, 3, 8]), by_source)
-    ids = lists.candidates(torch.tensor([[5, 6, 0], [6, 6, 6]]))
-    assert ids.tolist() == [0, 1, 2, 3, 7, 8, 9]
-    assert ids[:SPECIAL_IDS].tolist() == list(range(SPECIAL_IDS))
+    ids, columns = lists.candidates(torch.tensor([[5, 6, 0], [6, 6, 6], [4, 0, 0]]))
+    assert ids.tolist() == [0, 1, 2, 3, 7, 8, 9]  # the union, ascending
+    per_sentence = ids[columns].tolist()
+    assert columns.size(1) == 7  # the first sentence has every id of the union
+    assert per_sentence[0] == [0, 1, 2, 3, 7, 8, 9]
+    assert per_sentence[1][:6] == [0, 1, 2, 3, 7, 8]  # its own, then filler from the union
+    assert per_sentence[2][:5] == [0, 1, 2, 3, 8]  # source 4 has no entry: the frequent ids
+    assert set(per_sentence[1][6:]) | set(per_sentence[2][5:]) <= {7, 9}
+    assert all(row[:SPECIAL_IDS] == list(range(SPECIAL_IDS)) for row in per_sentence)
 
 
 def full_shortlist(vocab: int) -> Shortlist:

@@ -83,14 +83,32 @@ class Decoder(nn.Module):
         self.generator = nn.Linear(config.out_size, config.tgt_vocab_size)
         if config.tie_embeddings:
             self.generator.weight = embedding.weight
-        self.int8_cells: list[Any] | None = None  # see quantize_step_cells
+        self.step_weights: list[Any] | None = None  # per layer; see prepare_search
+        self.input_gates: Tensor | None = None  # (V, 4H) first layer's input side per token
 
-    def quantize_step_cells(self) -> None:
-        """Search steps use int8 LSTM cells (``step_kernels.lstm_cell_int8``) from now on."""
-        self.int8_cells = [
-            step_kernels.pack_lstm_cell_int8(tuple(layer))  # type: ignore[arg-type]
-            for layer in self.rnn.all_weights
-        ]
+    def prepare_search(self, int8: bool = False) -> None:
+        """Arrange the LSTM weights for search, which runs one step of a few rows at a time.
+
+        Without input feeding the first layer's input is the previous token's embedding alone,
+        so its input projection plus both biases is a table with one row per target id: a
+        step looks its rows up and multiplies only the recurrent weights. ``int8``: the
+        matmuls use int8 weights (``step_kernels.pack_int8``). Call after the last weight
+        change: the table is a snapshot.
+        """
+        layers = [tuple(layer) for layer in self.rnn.all_weights]
+        if not self.input_feeding:
+            w_ih, w_hh, b_ih, b_hh = layers[0]
+            with torch.no_grad():
+                self.input_gates = torch.addmm(b_ih + b_hh, self.embedding.weight, w_ih.t())
+        weights: list[Any] = []
+        for index, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
+            if index == 0 and self.input_gates is not None:
+                weights.append(step_kernels.pack_int8(w_hh, None) if int8 else w_hh)
+            elif int8:
+                weights.append(step_kernels.pack_lstm_cell_int8((w_ih, w_hh, b_ih, b_hh)))
+            else:
+                weights.append((w_ih, w_hh, b_ih, b_hh))
+        self.step_weights = weights
 
     def _attend(self, out: Tensor, enc: EncoderOutput) -> tuple[Tensor, Tensor]:
         """(B, T, H) LSTM outputs -> attentional vectors (B, T, O) and weights (B, T, S)."""
@@ -124,17 +142,23 @@ class Decoder(nn.Module):
         """One time step of the stacked LSTM, one cell per layer (see ``step_kernels``).
 
         Same weights and arithmetic as ``self.rnn``, but nn.LSTM's sequence kernel has a fixed
-        cost per call that dominates a single step of a small batch. No dropout: search runs
-        in eval mode.
+        cost per call that dominates a single step of a small batch. ``x`` is the first layer's
+        input, or its input gates when ``prepare_search`` made the table. No dropout: search
+        runs in eval mode.
         """
         hs, cs = [], []
         for layer in range(self.rnn.num_layers):
-            if self.int8_cells is not None:
-                packed = self.int8_cells[layer]
-                x, c_next = step_kernels.lstm_cell_int8(x, h[layer], c[layer], packed)
+            weights = (
+                tuple(self.rnn.all_weights[layer])
+                if self.step_weights is None
+                else self.step_weights[layer]
+            )
+            if layer == 0 and self.input_gates is not None:
+                x, c_next = step_kernels.recurrent_cell(x, h[0], c[0], weights)
+            elif isinstance(weights, tuple):
+                x, c_next = step_kernels.lstm_cell(x, h[layer], c[layer], weights)
             else:
-                weights = tuple(self.rnn.all_weights[layer])
-                x, c_next = step_kernels.lstm_cell(x, h[layer], c[layer], weights)  # type: ignore[arg-type]
+                x, c_next = step_kernels.lstm_cell_int8(x, h[layer], c[layer], weights)
             hs.append(x)
             cs.append(c_next)
         return x, (torch.stack(hs), torch.stack(cs))  # (N, H), (L, N, H) x 2
@@ -147,7 +171,11 @@ class Decoder(nn.Module):
         ``enc`` has one row per sentence; N may be K times that (beam search), see Attention.
         With a shortlist (``enc.vocab``), ids and logits are positions in it, V its size.
         """
-        x = self.embedding(enc.target_ids(prev_ids))  # (N, E)
+        ids = enc.target_ids(prev_ids)
+        if self.input_gates is not None:
+            x = self.input_gates.index_select(0, ids)  # (N, 4H)
+        else:
+            x = self.embedding(ids)  # (N, E)
         if self.input_feeding:
             x = torch.cat([x, state.feed], dim=-1)  # (N, E+O)
         out, (h, c) = self._cell_step(x, state.h, state.c)  # (N, H)

@@ -53,10 +53,35 @@ def lstm_cell(
         return h_next, c_next
     gates = torch.addmm((b_ih + b_hh).unsqueeze(1), w_ih, x.t())  # (4H, N)
     gates.addmm_(w_hh, h.t())
-    in_gate, forget_gate, cell_gate, out_gate = gates.chunk(4, dim=0)  # (H, N) each
-    c_next = forget_gate.sigmoid() * c.t() + in_gate.sigmoid() * cell_gate.tanh()
+    return _transposed_update(gates, c)
+
+
+def recurrent_cell(x_gates: Tensor, h: Tensor, c: Tensor, w_hh: Any) -> tuple[Tensor, Tensor]:
+    """One LSTM step whose input side, W_ih x + b_ih + b_hh (N, 4H), is already computed.
+
+    ``w_hh`` is the float (4H, H) recurrent weight or its int8 rows from ``pack_int8``.
+    """
+    if not isinstance(w_hh, Tensor):
+        gates = torch.ops.quantized.linear_dynamic(h, w_hh, True).add_(x_gates)
+    elif weight_left(h):
+        return _transposed_update(torch.addmm(x_gates.t(), w_hh, h.t()), c)
+    else:
+        gates = torch.addmm(x_gates, h, w_hh.t())
+    return _update(gates, c)
+
+
+def _update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """(N, 4H) gate pre-activations and (N, H) cell -> h', c'."""
+    in_gate, forget_gate, cell_gate, out_gate = gates.chunk(4, dim=1)  # (N, H) each
+    c_next = forget_gate.sigmoid() * c + in_gate.sigmoid() * cell_gate.tanh()
     h_next = out_gate.sigmoid() * c_next.tanh()
-    return h_next.t().contiguous(), c_next.t().contiguous()
+    return h_next, c_next
+
+
+def _transposed_update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """``_update`` for the weight-left layout, (4H, N) gates; returns (N, H) again."""
+    h_next, c_next = _update(gates.t(), c)
+    return h_next.contiguous(), c_next.contiguous()
 
 
 def pack_int8(weight: Tensor, bias: Tensor | None) -> Any:
@@ -81,7 +106,4 @@ def lstm_cell_int8(x: Tensor, h: Tensor, c: Tensor, packed: Any) -> tuple[Tensor
     more than the arithmetic of a search step with a few rows.
     """
     gates = torch.ops.quantized.linear_dynamic(torch.cat([x, h], dim=1), packed, True)
-    in_gate, forget_gate, cell_gate, out_gate = gates.chunk(4, dim=1)  # (N, H) each
-    c_next = forget_gate.sigmoid() * c + in_gate.sigmoid() * cell_gate.tanh()
-    h_next = out_gate.sigmoid() * c_next.tanh()
-    return h_next, c_next
+    return _update(gates, c)

@@ -85,7 +85,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     Weights are stored as int8 and activations are quantized on the fly. torch marks this API
     deprecated in favour of torchao, which has no dynamic LSTM path yet, so we keep it. The
     decoder's LSTM, which search runs one step at a time, gets our own int8 cells instead
-    (``Decoder.quantize_step_cells``): torch.ao's quantized LSTM is slow to call per step.
+    (``Decoder.prepare_search``): torch.ao's quantized LSTM is slow to call per step.
     """
     decoder = getattr(model, "decoder", None)
     if decoder is not None:
@@ -99,7 +99,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         )
     if decoder is not None:
         del decoder.rnn.qconfig
-        quantized.decoder.quantize_step_cells()  # type: ignore[operator,union-attr]
+        quantized.decoder.prepare_search(int8=True)  # type: ignore[operator,union-attr]
     return quantized
 
 
@@ -153,7 +153,11 @@ class Translator:
         listed = bundle.shortlist if shortlist else None
         self.shortlist = listed.to(self.device) if listed is not None else None
         model: nn.Module = bundle.build_model().eval()
-        self.model = quantize_int8(model) if quantize == "int8" else model.to(self.device)
+        if quantize == "int8":
+            self.model = quantize_int8(model)
+        else:
+            self.model = model.to(self.device)
+            self.model.decoder.prepare_search()  # type: ignore[operator,union-attr]
         self.output_layer = (  # read once, only where a shortlist will restrict it
             OutputLayer(self.model.decoder.generator)  # type: ignore[union-attr,arg-type]
             if self.shortlist is not None

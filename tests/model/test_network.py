@@ -82,11 +82,16 @@ def test_encoder_ignores_padding(make_model: Callable[..., Seq2Seq]) -> None:
 
 @pytest.mark.parametrize("attention", ATTENTION_TYPES)
 @pytest.mark.parametrize("input_feeding", [False, True])
+@pytest.mark.parametrize("prepared", [False, True])
 def test_teacher_forcing_equals_stepwise_decoding(
-    make_model: Callable[..., Seq2Seq], attention: str, input_feeding: bool
+    make_model: Callable[..., Seq2Seq], attention: str, input_feeding: bool, prepared: bool
 ) -> None:
-    """forward() gives the same distributions as feeding the same tokens to decode_step()."""
+    """forward() gives the same distributions as feeding the same tokens to decode_step(),
+    also after prepare_search (without input feeding: the table of input gates)."""
     model = make_model(attention=attention, input_feeding=input_feeding, decoder_layers=2)
+    if prepared:
+        model.decoder.prepare_search()
+        assert (model.decoder.input_gates is None) == input_feeding
     src, lens = padded(SOURCES)
     tgt_in = torch.tensor(TARGETS)
     with torch.no_grad():

@@ -35,6 +35,23 @@ def test_lstm_cell_matches_torch(rows: int) -> None:
     torch.testing.assert_close(c_next, want_c, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("int8", [False, True])
+def test_recurrent_cell_with_precomputed_input_gates_matches_torch(rows: int, int8: bool) -> None:
+    torch.manual_seed(rows)
+    lstm = nn.LSTM(12, 16)
+    x, h, c = torch.randn(rows, 12), torch.randn(rows, 16), torch.randn(rows, 16)
+    w_ih, w_hh, b_ih, b_hh = lstm.all_weights[0]
+    x_gates = x @ w_ih.t() + b_ih + b_hh
+    recurrent = step_kernels.pack_int8(w_hh, None) if int8 else w_hh
+    h_next, c_next = step_kernels.recurrent_cell(x_gates, h, c, recurrent)
+    want_h, want_c = torch.lstm_cell(x, (h, c), w_ih, w_hh, b_ih, b_hh)
+    tolerance = 0.03 if int8 else 1e-5  # int8: see test_int8_lstm_cell_is_close_to_the_float_cell
+    assert h_next.is_contiguous() and c_next.is_contiguous()
+    torch.testing.assert_close(h_next, want_h, rtol=0, atol=tolerance)
+    torch.testing.assert_close(c_next, want_c, rtol=0, atol=tolerance)
+
+
 def test_quantized_layers_take_their_own_path() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(24, 40))
@@ -61,8 +78,8 @@ def test_int8_translator_steps_through_int8_cells(tiny_model: nn.Module) -> None
     from model.translator import quantize_int8
 
     quantized = quantize_int8(tiny_model)
-    assert quantized.decoder.int8_cells is not None  # type: ignore[union-attr]
+    assert quantized.decoder.step_weights is not None  # type: ignore[union-attr]
     assert isinstance(quantized.decoder.rnn, nn.LSTM)  # type: ignore[union-attr]
     assert not isinstance(quantized.encoder.rnn, nn.LSTM)  # type: ignore[union-attr]
-    assert tiny_model.decoder.int8_cells is None  # type: ignore[union-attr]
+    assert tiny_model.decoder.step_weights is None  # type: ignore[union-attr]
     assert not hasattr(tiny_model.decoder.rnn, "qconfig")  # type: ignore[union-attr]

@@ -171,7 +171,8 @@ def test_auto_quantization_is_int8_on_cpu_only() -> None:
 def test_auto_translator_says_which_quantization_it_chose(tiny_bundle: Path) -> None:
     translator = Translator.from_dir(tiny_bundle, quantize="auto")
     assert translator.quantize == "int8"
-    assert translator.model.decoder.int8_cells is not None  # type: ignore[union-attr]
+    step_weights = translator.model.decoder.step_weights  # type: ignore[union-attr]
+    assert not isinstance(step_weights[0], torch.Tensor | tuple)  # int8 rows, prepacked
 
 
 def test_bad_constructor_arguments(tiny_bundle: Path) -> None:

@@ -71,11 +71,13 @@ def decoder_macs(cfg: ModelConfig, src_len: float, scored: float | None = None) 
     """MACs of one decoder step for one beam row (one target token), by part.
 
     Attention scores and context each cost S*H; the key projection runs once per source token
-    and is counted with the encoder. ``scored``: target ids the output layer computes (the
-    batch's shortlist), default the whole vocabulary.
+    and is counted with the encoder. Without input feeding the first layer's input gates are
+    looked up per token (``Decoder.prepare_search``), so only its recurrent half is counted.
+    ``scored``: target ids the output layer computes (the batch's shortlist), default the whole
+    vocabulary.
     """
     hidden, out = cfg.hidden_size, cfg.out_size
-    first_in = cfg.emb_size + (out if cfg.input_feeding else 0)
+    first_in = cfg.emb_size + out if cfg.input_feeding else 0
     lstm = lstm_macs(first_in, hidden) + (cfg.decoder_layers - 1) * lstm_macs(hidden, hidden)
     attention = 2 * src_len * hidden + (hidden * hidden if cfg.attention == "additive" else 0)
     parts = {

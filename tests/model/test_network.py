@@ -122,3 +122,22 @@ def test_untied_separate_vocabularies_have_their_own_sizes() -> None:
         logits = model(src, lens, torch.tensor([[2, 24]]))
     assert logits.shape == (1, 2, 25)
     assert model.encoder.embedding is not model.decoder.embedding
+
+
+@pytest.mark.parametrize("input_feeding", [False, True])
+def test_int8_search_steps_stay_close_to_float(
+    make_model: Callable[..., Seq2Seq], input_feeding: bool
+) -> None:
+    """prepare_search(int8=True): every layer's int8 path (input-gate table or int8 cell)."""
+    model = make_model(input_feeding=input_feeding, decoder_layers=2)
+    src, lens = padded(SOURCES)
+    tgt_in = torch.tensor(TARGETS)
+    with torch.no_grad():
+        enc = model.encode(src, lens)
+        want = [model.decode_step(tgt_in[:, t], model.initial_state(enc), enc)[0] for t in (0, 1)]
+        model.decoder.prepare_search(int8=True)
+        got = [model.decode_step(tgt_in[:, t], model.initial_state(enc), enc)[0] for t in (0, 1)]
+    for step, (float_lp, int8_lp) in enumerate(zip(want, got, strict=True)):
+        # int8 weights: close to, not equal to, the float log-probabilities.
+        torch.testing.assert_close(int8_lp, float_lp, rtol=0, atol=0.05, msg=f"step {step}")
+        assert not torch.equal(int8_lp, float_lp)

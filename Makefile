@@ -53,7 +53,7 @@ train-tiny: setup $(TINY_DATA)
 
 # The shipped default model, models/en-de-multi30k: a 256-wide student trained on the large
 # model's beam-5 translations of the training set (sequence-level knowledge distillation, Kim &
-# Rush 2016): half the parameters, 1.7-1.9x the speed, 1.0 BLEU less with beam 5 (0.3 more greedy).
+# Rush 2016): half the parameters, 1.6-1.9x the speed, 1.0 BLEU less with beam 5 (0.3 more greedy).
 # About an hour on 2 cores.
 MULTI30K := ../shared/data/multi30k
 default-model: setup

@@ -92,10 +92,11 @@ class OutputVocabulary(NamedTuple):
     ``select`` keeps the rows of the sentences still decoding, like ``EncoderOutput.select``.
     """
 
-    ids: Tensor  # (U,) ascending target ids
-    columns: Tensor  # (B, C) each sentence's positions in ``ids``
-    sentence_ids: Tensor  # (B, C) = ids[columns]
-    weight: Tensor | None  # (U, O) float rows, or None when ``packed`` holds int8 ones
+    columns: Tensor  # (B, C) each sentence's positions in the union (``BatchCandidates.ids``)
+    sentence_ids: Tensor  # (B, C) the target ids of those positions
+    weight: (
+        Tensor | None
+    )  # (U, O) float rows of the union's ids, or None when ``packed`` holds int8
     bias: Tensor | None  # (U,)
     packed: Any = None  # int8 rows prepacked for torch.ops.quantized.linear_dynamic
 
@@ -144,8 +145,8 @@ class OutputLayer:
         sentence_ids = ids[columns]
         if self.packed:
             packed = torch.ops.quantized.linear_prepack(weight, bias)
-            return OutputVocabulary(ids, columns, sentence_ids, None, bias, packed)
-        return OutputVocabulary(ids, columns, sentence_ids, weight, bias)
+            return OutputVocabulary(columns, sentence_ids, None, bias, packed)
+        return OutputVocabulary(columns, sentence_ids, weight, bias)
 
 
 def build_shortlist(

@@ -94,9 +94,7 @@ class OutputVocabulary(NamedTuple):
 
     columns: Tensor  # (B, C) each sentence's positions in the union (``BatchCandidates.ids``)
     sentence_ids: Tensor  # (B, C) the target ids of those positions
-    weight: (
-        Tensor | None
-    )  # (U, O) float rows of the union's ids, or None when ``packed`` holds int8
+    weight: Tensor | None  # (U, O) float rows of the union, or None when ``packed`` has them
     bias: Tensor | None  # (U,)
     packed: Any = None  # int8 rows prepacked for torch.ops.quantized.linear_dynamic
 

@@ -10,7 +10,12 @@ from pathlib import Path
 
 
 class ModelError(Exception):
-    """Base class for everything the model package raises on purpose."""
+    """Base class for everything the model package raises on purpose.
+
+    Errors must survive pickling: the service's model workers send them back to the server
+    process. Subclasses whose constructor takes other arguments than the message say how to
+    rebuild them in ``__reduce__``.
+    """
 
     code = "model_error"
 
@@ -22,7 +27,11 @@ class BundleError(ModelError):
 
     def __init__(self, file: Path | str, problem: str) -> None:
         self.file = Path(file)
+        self.problem = problem
         super().__init__(f"{self.file}: {problem}")
+
+    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
+        return type(self), (self.file, self.problem)
 
 
 class UnknownFormatVersion(BundleError):
@@ -45,6 +54,9 @@ class InputTooLong(ModelError):
             f"{where} has {n_tokens} tokens; limit is {limit} (NMT_MAX_INPUT_TOKENS); "
             "split it into shorter sentences"
         )
+
+    def __reduce__(self) -> tuple[type, tuple[int, int, int | None]]:
+        return type(self), (self.n_tokens, self.limit, self.index)
 
 
 class TranslationFailed(ModelError):

@@ -1,14 +1,17 @@
-"""Cross-request micro-batching: a bounded queue of sentences, a scheduler, one model thread.
+"""Cross-request micro-batching: a bounded queue of sentences, a scheduler, model threads.
 
 As in text-generation-inference, the queue is kept apart from the model. Requests put their
 sentences on the queue as `Entry`s, each with its own future; one worker task takes batches
 off the queue (`next_batch`, a pure function), runs the translator in a thread so the event
 loop never blocks, and resolves each future with its own result. Sentences from many requests
-share a batch, so concurrent single-sentence clients are served at batched throughput.
+share a batch, so concurrent single-sentence clients are served at batched throughput. With
+`concurrency` > 1 (one per model worker process, `service.model_workers`) that many batches
+compute at once.
 
 Scheduling rules, all in this module:
 - a batch holds at most `max_batch_size` sentences and `max_batch_tokens` padded tokens
   (sentences x longest source); sentences with different `DecodeOptions` never share one;
+- a batch forms only when a translator is free (fewer than `concurrency` batches computing);
 - while fewer than `max_batch_size` sentences are queued, the worker waits for company, but
   never past `max_wait_ms` after the oldest one arrived or the previous batch ended, whichever
   is later. The second clock matters under steady load: clients answered by one batch come
@@ -24,6 +27,7 @@ Scheduling rules, all in this module:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -149,11 +153,12 @@ def pop_stale(queue: deque[Entry], now: float) -> tuple[list[Entry], list[Entry]
 class Batcher:
     """Queue + worker for one translator. `start()` inside a running event loop."""
 
-    translate: TranslateFn  # runs in a worker thread, one batch at a time
+    translate: TranslateFn  # runs in a worker thread, `concurrency` batches at a time
     max_batch_size: int = 64
     max_batch_tokens: int = 16384
     max_wait_ms: float = 5.0
     max_queue: int = 1024
+    concurrency: int = 1  # batches computed at once: one per model worker process
     observer: BatchObserver = field(default_factory=_NoObserver)
     on_error: Callable[[BaseException], None] = lambda exc: None  # sees every model failure
 
@@ -163,7 +168,8 @@ class Batcher:
         self._closing = False
         self._closed_reason = "the server is shutting down; retry on another instance"
         self._task: asyncio.Task[None] | None = None
-        self._inflight: list[Entry] = []
+        self._inflight: set[Entry] = set()  # sentences being computed
+        self._crash: BaseException | None = None  # escaped a batch task: a bug
         self._last_batch_ended = float("-inf")  # time.monotonic()
 
     @property
@@ -239,25 +245,51 @@ class Batcher:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
+        computing: set[asyncio.Task[None]] = set()
+        slots = asyncio.Semaphore(self.concurrency)
         try:
             while self._queue or not self._closing:
                 if not self._queue:
                     self._wakeup.clear()
                     await self._wakeup.wait()
+                    self._raise_crash()
                     continue
+                await slots.acquire()  # a translator is free
+                self._raise_crash()
                 await self._wait_for_company()
                 self._drop_stale()
                 batch = next_batch(self._queue, self.max_batch_size, self.max_batch_tokens)
                 self.observer.queue_depth(len(self._queue))
-                if batch:
-                    await self._compute(batch)
+                if not batch:
+                    slots.release()
+                    continue
+                task = asyncio.create_task(self._compute(batch))
+                computing.add(task)
+                task.add_done_callback(functools.partial(self._computed, computing, slots))
+            await asyncio.gather(*computing)
         except Exception as exc:
             logger.exception("batcher worker crashed")
             self._closed_reason = "the batcher stopped after an internal error (see server log)"
             self.on_error(BatcherCrashed(f"batcher worker crashed: {exc!r}"))
         finally:
+            for task in computing:
+                task.cancel()
             self._closing = True
             self._fail_pending()
+
+    def _raise_crash(self) -> None:
+        if self._crash is not None:
+            raise self._crash
+
+    def _computed(
+        self, computing: set[asyncio.Task[None]], slots: asyncio.Semaphore, task: asyncio.Task[None]
+    ) -> None:
+        """A batch task ended: free its slot; an exception escaping it is a bug: crash."""
+        computing.discard(task)
+        slots.release()
+        if not task.cancelled() and task.exception() is not None and self._crash is None:
+            self._crash = task.exception()
+            self._wakeup.set()
 
     async def _wait_for_company(self) -> None:
         """Wait until the queue holds a full batch, or for max_wait_ms since the oldest entry
@@ -287,8 +319,11 @@ class Batcher:
             self.observer.dropped("deadline", len(expired))
 
     async def _compute(self, batch: list[Entry]) -> None:
-        self._inflight = batch
-        started = time.monotonic()
+        self._inflight.update(batch)
+        await self._translate_batch(batch, time.monotonic())
+        self._inflight.difference_update(batch)  # on a crash `_fail_pending` still sees them
+
+    async def _translate_batch(self, batch: list[Entry], started: float) -> None:
         try:
             results = await asyncio.to_thread(
                 self.translate, [e.text for e in batch], batch[0].options
@@ -305,7 +340,8 @@ class Batcher:
                 raise
             self.on_error(exc)
             return
-        ended = self._last_batch_ended = time.monotonic()
+        ended = time.monotonic()
+        self._last_batch_ended = max(self._last_batch_ended, ended)
         self.observer.batch_done(batch, results, started, ended)
         for entry, result in zip(batch, results, strict=True):
             if result.error is not None:

@@ -377,3 +377,21 @@ def test_a_crashing_worker_fails_pending_requests_and_reports_it() -> None:
         await batcher.close()
 
     run(test)
+
+
+def test_concurrency_computes_that_many_batches_at_once_and_no_more() -> None:
+    async def test() -> None:
+        fake = FakeTranslator()
+        batcher = make_batcher(fake, max_batch_size=2, concurrency=2)
+        fake.gate.clear()  # every batch blocks inside the translator until the gate opens
+        tasks = [asyncio.create_task(one(batcher, f"s{i}")) for i in range(6)]
+        await wait_until(lambda: len(fake.batches) == 2)  # two batches computing at once
+        await asyncio.sleep(0.05)
+        assert len(fake.batches) == 2 and batcher.depth == 2  # the third waits for a slot
+        closing = asyncio.create_task(batcher.close())
+        fake.gate.set()
+        assert await asyncio.gather(*tasks) == [f"s{i}" for i in range(6)]
+        await closing
+        assert fake.sizes == [2, 2, 2]
+
+    run(test)

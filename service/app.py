@@ -10,56 +10,26 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from model import DecodeOptions, DeviceError, Result
+from model import DeviceError
 from service import libretranslate, routes
-from service.batching import Batcher, BatcherCrashed, TranslateFn
+from service.batching import Batcher, BatcherCrashed
 from service.deps import ServiceState
 from service.errors import install_handlers
 from service.metrics import Metrics, MetricsMiddleware
+from service.model_workers import WARM_UP_TEXT, WorkerPool, inference_runner, load_translator
 from service.registry import LoadedModel, TranslatorLike, default_options
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 TranslatorFactory = Callable[[Path, Settings], TranslatorLike]
-
-WARM_UP_TEXT = "A man is riding a bicycle."
-
-
-def load_translator(path: Path, settings: Settings) -> TranslatorLike:
-    """Default factory: `model.Translator.from_dir` with device, threads and quantization."""
-    import torch  # heavy: only when a model is really loaded
-
-    from model import Translator
-
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    return Translator.from_dir(
-        path,
-        device=settings.device,  # the model resolves "auto" and fails clearly without CUDA
-        quantize=settings.quantize,
-        batch_tokens=settings.max_batch_tokens,
-        max_input_tokens=settings.max_input_tokens,
-    )
-
-
-def inference_runner(translator: TranslatorLike) -> TranslateFn:
-    """`translator.translate` under torch.inference_mode(), for the batcher's worker thread."""
-
-    def run(texts: list[str], options: DecodeOptions) -> Sequence[Result]:
-        import torch  # already imported by the model; the lookup is cheap
-
-        with torch.inference_mode():
-            return translator.translate(texts, options)
-
-    return run
 
 
 def create_app(settings: Settings, translator_factory: TranslatorFactory | None = None) -> FastAPI:
@@ -97,18 +67,28 @@ def create_app(settings: Settings, translator_factory: TranslatorFactory | None 
 
 
 async def load_models(state: ServiceState, factory: TranslatorFactory) -> None:
-    """Load, warm up and start a batcher for every bundle; raise (startup fails) on any error."""
+    """Load, warm up and start a batcher for every bundle; raise (startup fails) on any error.
+
+    With the default factory and NMT_MODEL_WORKERS > 0 the batches run in worker processes;
+    the server process keeps its own copy for the tokenizer, limits and metadata.
+    """
     settings = state.settings
     for path in settings.models:
         logger.info("loading model from %s", path)
         translator = await asyncio.to_thread(factory, path, settings)
         defaults = default_options(translator, settings.max_beam)
-        run = inference_runner(translator)
+        run, concurrency = inference_runner(translator), 1
         warm = await asyncio.to_thread(run, [WARM_UP_TEXT], defaults)
         if warm[0].error is not None:
             raise RuntimeError(f"warm-up translation failed for {path}: {warm[0].error}")
+        if factory is load_translator and settings.model_workers > 0:
+            pool = await asyncio.to_thread(WorkerPool, path, settings, defaults)
+            state.worker_pools.append(pool)
+            run, concurrency = pool.translate, settings.model_workers
+            logger.info("model %s: %d worker processes", translator.model_id, concurrency)
         batcher = Batcher(
             run,
+            concurrency=concurrency,
             max_batch_size=settings.max_batch_size,
             max_batch_tokens=settings.max_batch_tokens,
             max_wait_ms=settings.max_wait_ms,
@@ -134,6 +114,8 @@ async def stop_models(state: ServiceState) -> None:
     state.metrics.ready.set(0)
     timeout = state.settings.request_timeout_s
     await asyncio.gather(*(loaded.batcher.close(timeout) for loaded in state.registry))
+    for pool in state.worker_pools:
+        await asyncio.to_thread(pool.close)
 
 
 def _on_model_error(state: ServiceState, exc: BaseException) -> None:

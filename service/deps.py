@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 from fastapi import Depends, Request
 
@@ -12,6 +12,9 @@ from service.errors import ApiError
 from service.metrics import Metrics
 from service.registry import ModelRegistry
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.model_workers import WorkerPool
 
 
 @dataclass(eq=False)
@@ -24,6 +27,7 @@ class ServiceState:
     loaded: bool = False  # every model loaded and warmed up
     draining: bool = False  # shutting down
     failure: str | None = None  # an unrecoverable model error (e.g. DeviceError)
+    worker_pools: list[WorkerPool] = field(default_factory=list)  # NMT_MODEL_WORKERS > 0
 
     @property
     def ready(self) -> bool:

@@ -35,7 +35,15 @@ class Settings(BaseSettings):
         default_factory=lambda: [DEFAULT_MODEL_DIR], min_length=1
     )
     device: Literal["cpu", "cuda", "auto"] = "auto"
-    threads: int | None = Field(default=None, ge=1, description="torch intra-op threads")
+    threads: int | None = Field(
+        default=None, ge=1, description="torch CPU threads, shared out among model workers"
+    )
+    model_workers: int = Field(
+        default=0,
+        ge=0,
+        description="model copies, each in its own process, computing batches at once; "
+        "0 runs the model in the server process (service/model_workers.py)",
+    )
     quantize: Literal["auto", "none", "int8"] = DEFAULT_QUANTIZE
 
     # Cross-request batching

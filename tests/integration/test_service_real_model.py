@@ -32,8 +32,10 @@ async def translate(client: httpx.AsyncClient, text: str, beam: int) -> tuple[st
     return entry["text"], entry["score"]
 
 
-def run_concurrency(bundle: Path, beam: int) -> None:
-    settings = Settings(models=[bundle], device="cpu", quantize="none", max_wait_ms=50.0)
+def run_concurrency(bundle: Path, beam: int, workers: int = 0) -> None:
+    settings = Settings(
+        models=[bundle], device="cpu", quantize="none", max_wait_ms=50.0, model_workers=workers
+    )
     app = create_app(settings)
 
     async def scenario() -> None:
@@ -58,6 +60,33 @@ def run_concurrency(bundle: Path, beam: int) -> None:
 
 def test_64_concurrent_greedy_requests_match_one_by_one(tiny_bundle: Path) -> None:
     run_concurrency(tiny_bundle, beam=1)
+
+
+def test_model_worker_processes_give_the_same_translations(tiny_bundle: Path) -> None:
+    run_concurrency(tiny_bundle, beam=1, workers=2)
+
+
+def test_a_dead_model_worker_fails_requests_cleanly_and_unreadies(tiny_bundle: Path) -> None:
+    settings = Settings(models=[tiny_bundle], device="cpu", quantize="none", model_workers=1)
+    app = create_app(settings)
+
+    async def scenario() -> None:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                assert (await translate(client, "alpha beta", 1))[0]
+                (pool,) = app.state.service.worker_pools
+                for process in pool._processes:
+                    process.kill()
+                    process.join()
+                response = await client.post("/v1/translate", json={"text": "alpha"})
+                assert response.status_code == 503
+                error = response.json()["error"]
+                assert error["code"] == "device_error" and "worker 0 exited" in error["message"]
+                assert (await client.get("/ready")).status_code == 503
+                assert (await client.get("/health")).status_code == 200
+
+    asyncio.run(scenario())
 
 
 def test_64_concurrent_beam_requests_match_one_by_one(tiny_bundle: Path) -> None:

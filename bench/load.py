@@ -12,7 +12,8 @@ Starting the server itself, once per `--run` (env overrides), e.g. batching on v
         --serve --run default --run nobatch:NMT_MAX_BATCH_SIZE=1 --clients 32 --duration 60
 
 Prints one row per run: requests/s, sentences/s, p50/p95/p99 latency, errors, and the server's
-RSS after start-up and at the end, with its peak (VmHWM), read from /proc/PID/status. Then,
+RSS after start-up and at the end, with its peak (VmHWM), read from /proc/PID/status and summed
+over the server and its model worker processes. Then,
 to show where the time went during the measured load: the mean batch size and model time per
 batch (from the server's /metrics), and the CPU cores the server and this load generator used
 (they share the machine).
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gzip
 import itertools
 import json
@@ -101,15 +103,29 @@ async def probe(client: httpx.AsyncClient, pid: int | None) -> Probe:
     )
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its live descendants (the server's model worker processes), from /proc."""
+    found, index = [pid], 0
+    while index < len(found):
+        for task in Path(f"/proc/{found[index]}/task").glob("*/children"):
+            with contextlib.suppress(OSError):  # the process ended meanwhile
+                found.extend(int(child) for child in task.read_text().split())
+        index += 1
+    return found
+
+
 def proc_cpu_s(pid: int | None) -> float | None:
-    """User + system CPU seconds of `pid`, from /proc/PID/stat."""
+    """User + system CPU seconds of `pid` and its live descendants, from /proc/PID/stat."""
     if pid is None:
         return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def read_sentences(path: Path, limit: int) -> list[str]:
@@ -123,17 +139,22 @@ def read_sentences(path: Path, limit: int) -> list[str]:
 
 
 def proc_memory_mb(pid: int | None) -> tuple[float | None, float | None]:
-    """(VmRSS, VmHWM) of `pid` in MiB, from /proc (None when unknown)."""
+    """(VmRSS, VmHWM) in MiB of `pid` plus its live descendants, from /proc (None when unknown).
+
+    The peak is the sum of each process's own peak: at least the tree's true peak.
+    """
     if pid is None:
         return None, None
     values: dict[str, float] = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                values[key] = int(rest.split()[0]) / 1024  # kB -> MiB
-    except OSError:
-        return None, None
+    for member in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    values[key] = values.get(key, 0.0) + int(rest.split()[0]) / 1024  # kB->MiB
+        except OSError:
+            if member == pid:
+                return None, None
     return values.get("VmRSS"), values.get("VmHWM")
 
 

@@ -3,7 +3,8 @@
 One uvicorn worker, on purpose. Each worker process would load its own copy of every model
 (memory times N) and batch only the requests that happen to reach it, so batches would be
 smaller and throughput lower than one process batching everything. Scale out with one process
-per device (or per machine) behind a load balancer instead.
+per device (or per machine) behind a load balancer instead. NMT_MODEL_WORKERS is not that: its
+model processes share this process's one queue (service/model_workers.py).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -152,7 +153,12 @@ class WorkerPool:
 
 
 def _serve(connection: Connection, path: Path, settings: Settings, warm_up: DecodeOptions) -> None:
-    """A worker process: load, warm up, then translate batches until told to stop."""
+    """A worker process: load, warm up, then translate batches until told to stop.
+
+    Ctrl+C reaches the whole process group; the server drains its queue through the workers
+    before it stops them, so they ignore SIGINT. If the server dies, the pipe closes: exit.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=settings.log_level.upper())
     try:
         run = inference_runner(load_translator(path, settings))
@@ -163,6 +169,11 @@ def _serve(connection: Connection, path: Path, settings: Settings, warm_up: Deco
         connection.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
     connection.send(("ready", None))
+    with contextlib.suppress(EOFError):
+        _answer_until_stopped(connection, run)
+
+
+def _answer_until_stopped(connection: Connection, run: TranslateFn) -> None:
     while (request := connection.recv()) is not None:
         try:
             answer: tuple[str, Any] = ("ok", run(*request))

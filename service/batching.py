@@ -340,8 +340,7 @@ class Batcher:
                 raise
             self.on_error(exc)
             return
-        ended = time.monotonic()
-        self._last_batch_ended = max(self._last_batch_ended, ended)
+        ended = self._last_batch_ended = time.monotonic()
         self.observer.batch_done(batch, results, started, ended)
         for entry, result in zip(batch, results, strict=True):
             if result.error is not None:

@@ -107,7 +107,7 @@ class WorkerPool:
                     raise RuntimeError(f"model worker {index} failed to start: {detail}")
                 self._free.put((index, connection))
         except BaseException:
-            self.close()
+            self.close(timeout_s=0)  # the others may still be loading: stop them now
             raise
 
     def translate(self, texts: list[str], options: DecodeOptions) -> list[Result]:
@@ -149,7 +149,7 @@ class WorkerPool:
             process.join(timeout_s)
             if process.is_alive():
                 process.terminate()
-                process.join(timeout_s)
+                process.join(1.0)
 
 
 def _serve(connection: Connection, path: Path, settings: Settings, warm_up: DecodeOptions) -> None:

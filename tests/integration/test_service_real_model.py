@@ -7,9 +7,12 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from model import DecodeOptions
 from service.app import create_app
+from service.model_workers import WorkerPool
 from service.settings import Settings
 
 SENTENCES = [
@@ -91,3 +94,9 @@ def test_a_dead_model_worker_fails_requests_cleanly_and_unreadies(tiny_bundle: P
 
 def test_64_concurrent_beam_requests_match_one_by_one(tiny_bundle: Path) -> None:
     run_concurrency(tiny_bundle, beam=4)
+
+
+def test_a_worker_that_cannot_load_fails_start_up_with_the_reason(tmp_path: Path) -> None:
+    settings = Settings(models=[tmp_path], device="cpu", model_workers=2)
+    with pytest.raises(RuntimeError, match="model worker 0 failed to start: BundleError"):
+        WorkerPool(tmp_path, settings, DecodeOptions())

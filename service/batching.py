@@ -11,7 +11,10 @@ compute at once.
 Scheduling rules, all in this module:
 - a batch holds at most `max_batch_size` sentences and `max_batch_tokens` padded tokens
   (sentences x longest source); sentences with different `DecodeOptions` never share one;
-- a batch forms only when a translator is free (fewer than `concurrency` batches computing);
+- a batch forms only when a translator is free (fewer than `concurrency` batches computing),
+  and takes at most its fair share of the queue: the queued sentences divided by the free
+  translators, so that 32 sentences and two idle model workers make two batches of 16, not
+  one of 32 and an idle worker;
 - while fewer than `max_batch_size` sentences are queued, the worker waits for company, but
   never past `max_wait_ms` after the oldest one arrived or the previous batch ended, whichever
   is later. The second clock matters under steady load: clients answered by one batch come
@@ -258,7 +261,11 @@ class Batcher:
                 self._raise_crash()
                 await self._wait_for_company()
                 self._drop_stale()
-                batch = next_batch(self._queue, self.max_batch_size, self.max_batch_tokens)
+                # Fair share: leave the other free translators as much of the queue as this one.
+                share = -(-len(self._queue) // (self.concurrency - len(computing)))
+                batch = next_batch(
+                    self._queue, min(self.max_batch_size, share), self.max_batch_tokens
+                )
                 self.observer.queue_depth(len(self._queue))
                 if not batch:
                     slots.release()

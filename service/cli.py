@@ -38,6 +38,12 @@ def add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--port", type=int, help="port (NMT_PORT, default 8000)")
     p.add_argument("--threads", type=int, help="torch CPU threads (NMT_THREADS)")
     p.add_argument(
+        "--model-workers",
+        type=int,
+        metavar="N",
+        help="run the model in N processes behind the one queue (NMT_MODEL_WORKERS, default 0)",
+    )
+    p.add_argument(
         "--quantize", choices=["auto", "none", "int8"], help="auto: int8 on CPU (NMT_QUANTIZE)"
     )
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="(NMT_DEVICE)")
@@ -49,7 +55,16 @@ def serve_command(args: argparse.Namespace) -> int:
     """Handler for `nmt serve`: flags override the environment."""
     from service.settings import Settings
 
-    names = ("models", "host", "port", "threads", "quantize", "device", "log_level")
+    names = (
+        "models",
+        "host",
+        "port",
+        "threads",
+        "model_workers",
+        "quantize",
+        "device",
+        "log_level",
+    )
     overrides = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     serve(Settings(**overrides))
     return 0

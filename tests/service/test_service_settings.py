@@ -53,11 +53,15 @@ def test_serve_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("NMT_THREADS", "3")
     served: list[Settings] = []
     monkeypatch.setattr(cli, "serve", served.append)
-    args = parse("serve", "--model", "a", "--model", "b", "--port", "9001", "--quantize", "int8")
+    args = parse(
+        "serve", "--model", "a", "--model", "b", "--port", "9001", "--quantize", "int8",
+        "--model-workers", "2",
+    )  # fmt: skip
     assert args.func(args) == 0
     (settings,) = served
     assert settings.models == [Path("a"), Path("b")]
     assert (settings.port, settings.quantize, settings.threads) == (9001, "int8", 3)
+    assert settings.model_workers == 2
     assert settings.host == "127.0.0.1"
 
 

@@ -86,5 +86,6 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         workers=1,  # see the module docstring
         log_level=settings.log_level,
+        access_log=settings.access_log,
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
     )

@@ -68,3 +68,16 @@ def test_serve_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -
 def test_serve_is_registered_for_the_nmt_command() -> None:
     commands = {ep.name: ep.value for ep in entry_points(group="lstm_nmt.commands")}
     assert commands["service"] == "service.cli:add_commands"
+
+
+def test_serve_runs_one_uvicorn_worker_with_the_access_log_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uvicorn
+
+    monkeypatch.setenv("NMT_ACCESS_LOG", "false")
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
+    cli.serve(Settings())
+    (kwargs,) = calls
+    assert kwargs["workers"] == 1 and kwargs["access_log"] is False

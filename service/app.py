@@ -77,15 +77,16 @@ async def load_models(state: ServiceState, factory: TranslatorFactory) -> None:
         logger.info("loading model from %s", path)
         translator = await asyncio.to_thread(factory, path, settings)
         defaults = default_options(translator, settings.max_beam)
-        run, concurrency = inference_runner(translator), 1
+        run, concurrency, workers = inference_runner(translator), 1, 0
         warm = await asyncio.to_thread(run, [WARM_UP_TEXT], defaults)
         if warm[0].error is not None:
             raise RuntimeError(f"warm-up translation failed for {path}: {warm[0].error}")
         if factory is load_translator and settings.model_workers > 0:
             pool = await asyncio.to_thread(WorkerPool, path, settings, defaults)
             state.worker_pools.append(pool)
-            run, concurrency = pool.translate, settings.model_workers
-            logger.info("model %s: %d worker processes", translator.model_id, concurrency)
+            run = pool.translate
+            concurrency = workers = settings.model_workers
+            logger.info("model %s: %d worker processes", translator.model_id, workers)
         batcher = Batcher(
             run,
             concurrency=concurrency,
@@ -96,7 +97,7 @@ async def load_models(state: ServiceState, factory: TranslatorFactory) -> None:
             observer=state.metrics.for_model(translator.model_id),
             on_error=functools.partial(_on_model_error, state),
         )
-        state.registry.add(LoadedModel(translator, batcher, defaults))
+        state.registry.add(LoadedModel(translator, batcher, defaults, workers))
         batcher.start()
         logger.info(
             "model %s ready (%s->%s)",

@@ -46,6 +46,7 @@ class LoadedModel:
     translator: TranslatorLike
     batcher: Batcher
     defaults: DecodeOptions  # used for whatever a request leaves out
+    workers: int = 0  # model processes; 0: the model runs in the server process
 
     @property
     def id(self) -> str:
@@ -139,5 +140,6 @@ def model_info(loaded: LoadedModel) -> ModelInfo:
         quantization=t.quantize,
         shortlist=t.shortlist_info,
         device=str(t.device),
+        workers=loaded.workers,
         metrics=t.metadata.get("metrics") or {},
     )

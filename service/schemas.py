@@ -130,6 +130,7 @@ class ModelInfo(BaseModel):
         description="vocabulary shortlist each batch scores (model.shortlist); null: all of it"
     )
     device: str
+    workers: int = Field(description="model processes (NMT_MODEL_WORKERS); 0: the server's own")
     metrics: dict[str, Any] = Field(description="evaluation scores with sacreBLEU signatures")
 
 

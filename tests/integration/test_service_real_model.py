@@ -46,6 +46,8 @@ def run_concurrency(bundle: Path, beam: int, workers: int = 0) -> None:
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
                 assert (await client.get("/ready")).status_code == 200
+                (info,) = (await client.get("/v1/models")).json()["models"]
+                assert info["workers"] == workers
                 alone = [await translate(client, s, beam) for s in SENTENCES]
                 before = (await client.get("/metrics")).text
                 together = await asyncio.gather(*(translate(client, s, beam) for s in SENTENCES))

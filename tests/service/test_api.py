@@ -142,6 +142,7 @@ def test_models_endpoint(client: TestClient) -> None:
     assert info["decoding"]["beam_size"] == 5
     assert info["checksum"] == "ab" * 32
     assert info["quantization"] == "none" and info["shortlist"] is None
+    assert info["workers"] == 0  # a fake translator always runs in the server process
     assert info["metrics"]["test"]["signature"] == SIGNATURE
 
 

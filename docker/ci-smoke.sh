@@ -228,18 +228,20 @@ with opener.open(req, timeout=30) as response:
     sys.stdout.write(response.read().decode())
 PY
 }
-ready=0
-deadline=$((SECONDS + 120))
-while [ "$SECONDS" -lt "$deadline" ]; do
-    if http GET /ready >/dev/null 2>&1; then ready=1 && break; fi
-    [ "$(podman inspect --format '{{.State.Running}}' "$NAME")" = true ] || break
-    sleep 1
-done
-if [ "$ready" != 1 ]; then
-    podman logs "$NAME" 2>&1 | tail -n 60 >&2
-    die "the container did not answer GET /ready with 200 within 120 s (logs above)"
-fi
-log "ready"
+wait_ready() { # until GET /ready answers 200 (or the container stops, or 120 s pass)
+    local ready=0 deadline=$((SECONDS + 120))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        if http GET /ready >/dev/null 2>&1; then ready=1 && break; fi
+        [ "$(podman inspect --format '{{.State.Running}}' "$NAME")" = true ] || break
+        sleep 1
+    done
+    if [ "$ready" != 1 ]; then
+        podman logs "$NAME" 2>&1 | tail -n 60 >&2
+        die "the container did not answer GET /ready with 200 within 120 s (logs above)"
+    fi
+    log "ready"
+}
+wait_ready
 
 request=$(python3 -c 'import json, sys; print(json.dumps({"text": sys.argv[1]}))' "$SENTENCE")
 response=$(http POST /v1/translate "$request") || {
@@ -262,6 +264,22 @@ uid=$(podman exec "$NAME" id -u)
 threads=$(podman exec "$NAME" sh -c 'tr "\0" "\n" </proc/1/environ' | sed -n 's/^OMP_NUM_THREADS=//p')
 [ "$threads" = 1 ] || die "OMP_NUM_THREADS in the container is '$threads', expected 1 under --cpus 1"
 log "healthcheck healthy, uid $uid, OMP_NUM_THREADS=$threads"
+podman rm -f -t 0 "$NAME" >/dev/null
+
+# ---- 8. The same image with the model in two worker processes (one thread each) ----
+log "restarting $NAME with NMT_MODEL_WORKERS=2 (--cpus 2 --memory 2g)"
+podman run -d --name "$NAME" --network host --cpus 2 --memory 2g -e NMT_PORT="$port" \
+    -e NMT_MODEL_WORKERS=2 -e NMT_MODELS="/app/models/$(basename "$MODEL_DIR")" "$IMAGE" >/dev/null
+wait_ready
+response=$(http POST /v1/translate "$request") || {
+    podman logs "$NAME" 2>&1 | tail -n 30 >&2
+    die "POST /v1/translate failed with NMT_MODEL_WORKERS=2 (logs above)"
+}
+german=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["translations"][0]["text"])' "$response")
+[ "$german" = "$expected" ] || die "with NMT_MODEL_WORKERS=2 the container says: $german"
+workers=$(http GET /v1/models | python3 -c 'import json, sys; print(json.load(sys.stdin)["models"][0]["workers"])')
+[ "$workers" = 2 ] || die "/v1/models reports $workers model workers, expected 2"
+log "two model workers: same translation"
 podman rm -f -t 0 "$NAME" >/dev/null
 
 # Untagged images left by earlier runs; the layer cache of the current images stays.

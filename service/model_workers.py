@@ -148,6 +148,7 @@ class WorkerPool:
         for process in self._processes:
             process.join(timeout_s)
             if process.is_alive():
+                logger.warning("model worker %s did not stop; terminating it", process.name)
                 process.terminate()
                 process.join(1.0)
 

@@ -19,7 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from model import DeviceError
 from service import libretranslate, routes
-from service.batching import Batcher, BatcherCrashed
+from service.batching import Batcher, BatcherCrashed, TranslateFn
 from service.deps import ServiceState
 from service.errors import install_handlers
 from service.metrics import Metrics, MetricsMiddleware
@@ -69,27 +69,30 @@ def create_app(settings: Settings, translator_factory: TranslatorFactory | None 
 async def load_models(state: ServiceState, factory: TranslatorFactory) -> None:
     """Load, warm up and start a batcher for every bundle; raise (startup fails) on any error.
 
-    With the default factory and NMT_MODEL_WORKERS > 0 the batches run in worker processes;
-    the server process keeps its own copy for the tokenizer, limits and metadata.
+    With the default factory and NMT_MODEL_WORKERS > 0 the batches run in worker processes,
+    which warm up themselves; the server process keeps its own copy for the tokenizer, limits
+    and metadata.
     """
     settings = state.settings
     for path in settings.models:
         logger.info("loading model from %s", path)
         translator = await asyncio.to_thread(factory, path, settings)
         defaults = default_options(translator, settings.max_beam)
-        run, concurrency, workers = inference_runner(translator), 1, 0
-        warm = await asyncio.to_thread(run, [WARM_UP_TEXT], defaults)
-        if warm[0].error is not None:
-            raise RuntimeError(f"warm-up translation failed for {path}: {warm[0].error}")
-        if factory is load_translator and settings.model_workers > 0:
+        workers = settings.model_workers if factory is load_translator else 0
+        run: TranslateFn
+        if workers:
             pool = await asyncio.to_thread(WorkerPool, path, settings, defaults)
             state.worker_pools.append(pool)
             run = pool.translate
-            concurrency = workers = settings.model_workers
             logger.info("model %s: %d worker processes", translator.model_id, workers)
+        else:
+            run = inference_runner(translator)
+            warm = await asyncio.to_thread(run, [WARM_UP_TEXT], defaults)
+            if warm[0].error is not None:
+                raise RuntimeError(f"warm-up translation failed for {path}: {warm[0].error}")
         batcher = Batcher(
             run,
-            concurrency=concurrency,
+            concurrency=max(1, workers),
             max_batch_size=settings.max_batch_size,
             max_batch_tokens=settings.max_batch_tokens,
             max_wait_ms=settings.max_wait_ms,

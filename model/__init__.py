@@ -15,7 +15,7 @@ from model.errors import (
 from model.search import DecodeOptions, Hypothesis, greedy_search, length_penalty
 from model.seq2seq import Seq2Seq
 from model.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
-from model.translator import Candidate, Result, Translator
+from model.translator import Candidate, ModelView, Result, Translator
 
 __all__ = [
     "BOS_ID",
@@ -38,6 +38,7 @@ __all__ = [
     "Seq2Seq",
     "Tokenizer",
     "TranslationFailed",
+    "ModelView",
     "Translator",
     "UnknownFormatVersion",
     "beam_search",

@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import nn
@@ -117,55 +117,26 @@ def split_whitespace(text: str) -> tuple[str, str, str]:
     return text[:start], core, text[start + len(core) :]
 
 
-class Translator:
-    """Translate lists of sentences with a loaded bundle.
+class ModelView:
+    """A bundle's identity, tokenizer and settings as a Translator would run it, without the
+    network: what a server needs of a model that other processes run.
 
-    Args:
-        bundle: a loaded model bundle.
-        device: "cpu", "cuda" or "auto".
-        quantize: "none", "int8" (dynamic quantization, CPU only) or "auto" (int8 on CPU);
-            ``self.quantize`` says which was chosen.
-        batch_tokens: budget of padded source tokens per batch, counted once per hypothesis
-            row: beam search with K beams fits K times fewer sentences, so a batch's memory
-            (logits, states, histories) stays about the same whatever the beam size.
-        max_input_tokens: longer sentences fail alone with ``InputTooLong``.
-        shortlist: score only the bundle's shortlist of likely target tokens for each batch
-            (when the bundle has one; see ``model.shortlist``), not the whole vocabulary.
+    Args: as ``Translator``'s.
     """
 
     def __init__(
-        self,
-        bundle: Bundle,
-        device: str = "cpu",
-        quantize: str = "none",
-        batch_tokens: int = 4096,
-        max_input_tokens: int = 256,
-        shortlist: bool = True,
+        self, bundle: Bundle, device: str = "cpu", quantize: str = "none", shortlist: bool = True
     ) -> None:
         self.device = resolve_device(device)
-        quantize = resolve_quantize(quantize, self.device)
+        self.quantize = resolve_quantize(quantize, self.device)
         self.bundle = bundle
         self.tokenizer = bundle.tokenizer
         self.config = bundle.config
-        self.quantize = quantize
-        self.batch_tokens = batch_tokens
-        self.max_input_tokens = max_input_tokens
         listed = bundle.shortlist if shortlist else None
         self.shortlist = listed.to(self.device) if listed is not None else None
-        model: nn.Module = bundle.build_model().eval()
-        if quantize == "int8":
-            self.model = quantize_int8(model)
-        else:
-            self.model = model.to(self.device)
-            self.model.decoder.prepare_search()  # type: ignore[operator,union-attr]
-        self.output_layer = (  # read once, only where a shortlist will restrict it
-            OutputLayer(self.model.decoder.generator)  # type: ignore[union-attr,arg-type]
-            if self.shortlist is not None
-            else None
-        )
 
     @classmethod
-    def from_dir(cls, path: str | Path, **kwargs: Any) -> Translator:
+    def from_dir(cls, path: str | Path, **kwargs: Any) -> Self:
         return cls(load_bundle(path), **kwargs)
 
     @property
@@ -198,6 +169,47 @@ class Translator:
     def count_tokens(self, text: str) -> int:
         """Source pieces the model would see for ``text``, EOS included."""
         return len(self.tokenizer.encode_source(text.strip()))
+
+
+class Translator(ModelView):
+    """Translate lists of sentences with a loaded bundle.
+
+    Args:
+        bundle: a loaded model bundle.
+        device: "cpu", "cuda" or "auto".
+        quantize: "none", "int8" (dynamic quantization, CPU only) or "auto" (int8 on CPU);
+            ``self.quantize`` says which was chosen.
+        batch_tokens: budget of padded source tokens per batch, counted once per hypothesis
+            row: beam search with K beams fits K times fewer sentences, so a batch's memory
+            (logits, states, histories) stays about the same whatever the beam size.
+        max_input_tokens: longer sentences fail alone with ``InputTooLong``.
+        shortlist: score only the bundle's shortlist of likely target tokens for each batch
+            (when the bundle has one; see ``model.shortlist``), not the whole vocabulary.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        device: str = "cpu",
+        quantize: str = "none",
+        batch_tokens: int = 4096,
+        max_input_tokens: int = 256,
+        shortlist: bool = True,
+    ) -> None:
+        super().__init__(bundle, device, quantize, shortlist)
+        self.batch_tokens = batch_tokens
+        self.max_input_tokens = max_input_tokens
+        model: nn.Module = bundle.build_model().eval()
+        if self.quantize == "int8":
+            self.model = quantize_int8(model)
+        else:
+            self.model = model.to(self.device)
+            self.model.decoder.prepare_search()  # type: ignore[operator,union-attr]
+        self.output_layer = (  # read once, only where a shortlist will restrict it
+            OutputLayer(self.model.decoder.generator)  # type: ignore[union-attr,arg-type]
+            if self.shortlist is not None
+            else None
+        )
 
     def translate(self, texts: Sequence[str], options: DecodeOptions | None = None) -> list[Result]:
         """Translate ``texts``; results come back in the same order, one per input."""

@@ -23,8 +23,14 @@ from service.batching import Batcher, BatcherCrashed, TranslateFn
 from service.deps import ServiceState
 from service.errors import install_handlers
 from service.metrics import Metrics, MetricsMiddleware
-from service.model_workers import WARM_UP_TEXT, WorkerPool, inference_runner, load_translator
-from service.registry import LoadedModel, TranslatorLike, default_options
+from service.model_workers import (
+    WARM_UP_TEXT,
+    WorkerPool,
+    describe_model,
+    inference_runner,
+    load_translator,
+)
+from service.registry import LoadedModel, ModelDescription, TranslatorLike, default_options
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -70,23 +76,26 @@ async def load_models(state: ServiceState, factory: TranslatorFactory) -> None:
     """Load, warm up and start a batcher for every bundle; raise (startup fails) on any error.
 
     With the default factory and NMT_MODEL_WORKERS > 0 the batches run in worker processes,
-    which warm up themselves; the server process keeps its own copy for the tokenizer, limits
-    and metadata.
+    which load the network and warm up; this process only reads the bundle (tokenizer, limits,
+    metadata).
     """
     settings = state.settings
     for path in settings.models:
         logger.info("loading model from %s", path)
-        translator = await asyncio.to_thread(factory, path, settings)
-        defaults = default_options(translator, settings.max_beam)
         workers = settings.model_workers if factory is load_translator else 0
+        translator: ModelDescription
         run: TranslateFn
         if workers:
+            translator = await asyncio.to_thread(describe_model, path, settings)
+            defaults = default_options(translator, settings.max_beam)
             pool = await asyncio.to_thread(WorkerPool, path, settings, defaults)
             state.worker_pools.append(pool)
             run = pool.translate
             logger.info("model %s: %d worker processes", translator.model_id, workers)
         else:
-            run = inference_runner(translator)
+            translator = in_process = await asyncio.to_thread(factory, path, settings)
+            defaults = default_options(translator, settings.max_beam)
+            run = inference_runner(in_process)
             warm = await asyncio.to_thread(run, [WARM_UP_TEXT], defaults)
             if warm[0].error is not None:
                 raise RuntimeError(f"warm-up translation failed for {path}: {warm[0].error}")

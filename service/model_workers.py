@@ -28,7 +28,7 @@ from typing import Any
 
 from model import DecodeOptions, DeviceError, Result
 from service.batching import TranslateFn
-from service.registry import TranslatorLike
+from service.registry import ModelDescription, TranslatorLike
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,13 @@ def load_translator(path: Path, settings: Settings) -> TranslatorLike:
         batch_tokens=settings.max_batch_tokens,
         max_input_tokens=settings.max_input_tokens,
     )
+
+
+def describe_model(path: Path, settings: Settings) -> ModelDescription:
+    """The bundle as the workers will run it, without building its network here."""
+    from model import ModelView
+
+    return ModelView.from_dir(path, device=settings.device, quantize=settings.quantize)
 
 
 def inference_runner(translator: TranslatorLike) -> TranslateFn:

@@ -16,8 +16,8 @@ from service.schemas import ModelInfo
 logger = logging.getLogger(__name__)
 
 
-class TranslatorLike(Protocol):
-    """What the service uses of `model.Translator` (tests pass fakes)."""
+class ModelDescription(Protocol):
+    """What the service needs to know of a model: `model.ModelView` (tests pass fakes)."""
 
     @property
     def model_id(self) -> str: ...
@@ -38,12 +38,17 @@ class TranslatorLike(Protocol):
     @property
     def device(self) -> Any: ...
     def count_tokens(self, text: str) -> int: ...
+
+
+class TranslatorLike(ModelDescription, Protocol):
+    """A model the service runs in its own process: `model.Translator`."""
+
     def translate(self, texts: Sequence[str], options: DecodeOptions = ...) -> list[Result]: ...
 
 
 @dataclass(eq=False)
 class LoadedModel:
-    translator: TranslatorLike
+    translator: ModelDescription  # the model's translate runs wherever `batcher` sends it
     batcher: Batcher
     defaults: DecodeOptions  # used for whatever a request leaves out
     workers: int = 0  # model processes; 0: the model runs in the server process
@@ -57,7 +62,7 @@ class LoadedModel:
         return f"{self.translator.source_lang}->{self.translator.target_lang}"
 
 
-def default_options(translator: TranslatorLike, max_beam: int) -> DecodeOptions:
+def default_options(translator: ModelDescription, max_beam: int) -> DecodeOptions:
     """DecodeOptions defaults, overridden by the bundle's metadata["decoding"], beam <= max_beam."""
     options = DecodeOptions()
     known = {f.name for f in dataclasses.fields(DecodeOptions)}

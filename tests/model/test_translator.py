@@ -13,6 +13,7 @@ from model import (
     DecodeOptions,
     DeviceError,
     InputTooLong,
+    ModelView,
     Result,
     TranslationFailed,
     Translator,
@@ -182,3 +183,18 @@ def test_bad_constructor_arguments(tiny_bundle: Path) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="CUDA"):
             Translator(bundle, device="cuda")
+
+
+@pytest.mark.parametrize("quantize", ["none", "auto"])
+def test_model_view_describes_the_model_as_the_translator_does(
+    tiny_bundle: Path, quantize: str
+) -> None:
+    view = ModelView.from_dir(tiny_bundle, quantize=quantize)
+    full = Translator.from_dir(tiny_bundle, quantize=quantize)
+    assert not hasattr(view, "model")  # no network built
+    for name in ("model_id", "source_lang", "target_lang", "checksum", "quantize", "device"):
+        assert getattr(view, name) == getattr(full, name), name
+    assert (view.metadata, view.shortlist_info) == (full.metadata, full.shortlist_info)
+    assert view.config.to_dict() == full.config.to_dict()
+    for text in ("a b c", "  x  ", "alpha beta gamma delta"):
+        assert view.count_tokens(text) == full.count_tokens(text)

@@ -194,8 +194,11 @@ quietly build-cpu "${bud[@]}" -f docker/Dockerfile -t "$IMAGE" .
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log "starting $NAME on 127.0.0.1:$port (--cpus 1 --memory 1g)"
-podman run -d --name "$NAME" --network host --cpus 1 --memory 1g -e NMT_PORT="$port" \
-    -e NMT_MODELS="/app/models/$(basename "$MODEL_DIR")" "$IMAGE" >/dev/null
+start_service() { # start_service PODMAN-RUN-OPTIONS...: the CPU image serving $MODEL_DIR on $port
+    podman run -d --name "$NAME" --network host -e NMT_PORT="$port" \
+        -e NMT_MODELS="/app/models/$(basename "$MODEL_DIR")" "$@" "$IMAGE" >/dev/null
+}
+start_service --cpus 1 --memory 1g
 
 log "building $TRAIN_IMAGE (docker/Dockerfile --target train)"
 quietly build-train "${bud[@]}" -f docker/Dockerfile --target train -t "$TRAIN_IMAGE" .
@@ -243,12 +246,16 @@ wait_ready() { # until GET /ready answers 200 (or the container stops, or 120 s 
 }
 wait_ready
 
-request=$(python3 -c 'import json, sys; print(json.dumps({"text": sys.argv[1]}))' "$SENTENCE")
-response=$(http POST /v1/translate "$request") || {
-    podman logs "$NAME" 2>&1 | tail -n 30 >&2
-    die "POST /v1/translate failed (logs above)"
+translate_sentence() { # prints the container's translation of $SENTENCE
+    local request response
+    request=$(python3 -c 'import json, sys; print(json.dumps({"text": sys.argv[1]}))' "$SENTENCE")
+    response=$(http POST /v1/translate "$request") || {
+        podman logs "$NAME" 2>&1 | tail -n 30 >&2
+        die "POST /v1/translate failed (logs above)"
+    }
+    python3 -c 'import json, sys; print(json.loads(sys.argv[1])["translations"][0]["text"])' "$response"
 }
-german=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["translations"][0]["text"])' "$response")
+german=$(translate_sentence)
 log "in:        $SENTENCE"
 log "container: $german"
 log "nmt CLI:   $expected"
@@ -268,14 +275,9 @@ podman rm -f -t 0 "$NAME" >/dev/null
 
 # ---- 8. The same image with the model in two worker processes (one thread each) ----
 log "restarting $NAME with NMT_MODEL_WORKERS=2 (--cpus 2 --memory 2g)"
-podman run -d --name "$NAME" --network host --cpus 2 --memory 2g -e NMT_PORT="$port" \
-    -e NMT_MODEL_WORKERS=2 -e NMT_MODELS="/app/models/$(basename "$MODEL_DIR")" "$IMAGE" >/dev/null
+start_service --cpus 2 --memory 2g -e NMT_MODEL_WORKERS=2
 wait_ready
-response=$(http POST /v1/translate "$request") || {
-    podman logs "$NAME" 2>&1 | tail -n 30 >&2
-    die "POST /v1/translate failed with NMT_MODEL_WORKERS=2 (logs above)"
-}
-german=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["translations"][0]["text"])' "$response")
+german=$(translate_sentence)
 [ "$german" = "$expected" ] || die "with NMT_MODEL_WORKERS=2 the container says: $german"
 workers=$(http GET /v1/models | python3 -c 'import json, sys; print(json.load(sys.stdin)["models"][0]["workers"])')
 [ "$workers" = 2 ] || die "/v1/models reports $workers model workers, expected 2"

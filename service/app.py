@@ -67,6 +67,7 @@ def create_app(settings: Settings, translator_factory: TranslatorFactory | None 
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
+    app.router.routes[:0] = routes.lean_routes  # first: matched before the docs routes
     app.include_router(routes.router)
     app.include_router(libretranslate.router)
     return app

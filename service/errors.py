@@ -35,6 +35,7 @@ from service.batching import BatcherClosed, BatcherError, DeadlineExceeded, Queu
 
 logger = logging.getLogger(__name__)
 
+JSON_OBJECT_PLEASE = "send a JSON object (Content-Type: application/json)"
 RETRY_AFTER_S = 1  # what a client should wait after 503 queue_full
 
 
@@ -81,12 +82,8 @@ def describe_validation(errors: Sequence[Any]) -> tuple[int, str, str]:
     for err in errors:
         if err.get("type") == "json_invalid":
             reason = err.get("ctx", {}).get("error", "malformed")
-            where = err["loc"][-1] if len(err["loc"]) > 1 else "?"
-            return (
-                400,
-                "invalid_json",
-                f"request body is not valid JSON: {reason} at character {where}",
-            )
+            where = f" at character {err['loc'][-1]}" if len(err["loc"]) > 1 else ""
+            return 400, "invalid_json", f"request body is not valid JSON: {reason}{where}"
     return 422, "validation_error", "; ".join(_describe(err) for err in errors)
 
 
@@ -95,7 +92,7 @@ def _describe(err: Mapping[str, Any]) -> str:
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     kind = str(err.get("type", ""))
     if path == "request body" and (kind == "missing" or isinstance(err.get("input"), bytes)):
-        return "request body must be a JSON object (Content-Type: application/json)"
+        return f"request body: {JSON_OBJECT_PLEASE}"
     if kind.endswith("_type") or kind.endswith("_parsing"):
         msg += f" (got {type(err.get('input')).__name__})"
     return f"{path}: {msg}"

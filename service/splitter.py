@@ -27,6 +27,7 @@ from dataclasses import dataclass
 _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 _WHITESPACE = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019\u00bb)\]]*$")
+_ENDERS = frozenset(".!?\u2026\"'\u201d\u2019\u00bb)]")  # last character of _SENTENCE_END
 _OPENERS = frozenset("\"'\u201c\u2018\u201e\u00ab([\u00bf\u00a1")
 # Words before a full stop that usually do not end a sentence (English and German), lowercased.
 _ABBREVIATIONS = frozenset(
@@ -107,6 +108,8 @@ def _is_boundary(text: str, ws_start: int, ws_end: int) -> bool:
     """Whether the whitespace run text[ws_start:ws_end] ends a sentence."""
     if any(ch in _LINE_BREAKS for ch in text[ws_start:ws_end]):
         return True
+    if text[ws_start - 1] not in _ENDERS:  # most runs follow a plain word: skip the regex
+        return False
     word_start = ws_start
     while word_start > 0 and not text[word_start - 1].isspace():
         word_start -= 1

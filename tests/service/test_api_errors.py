@@ -46,7 +46,7 @@ BAD_BODIES: list[tuple[str, Any, int, str, list[str]]] = [
     ("not an object", [1, 2], 422, "validation_error", ["request body", "got list"]),
     ("text not a string", {"text": 5}, 422, "validation_error", ["text: ", "got int"]),
     ("texts item type", {"texts": ["a", 2]}, 422, "validation_error", ["texts[1]", "got int"]),
-    ("texts a string", {"texts": "a"}, 422, "validation_error", ["texts: ", "valid list"]),
+    ("texts a string", {"texts": "a"}, 422, "validation_error", ["texts: ", "valid array"]),
     ("beam as string", {"text": "a", "beam_size": "5"}, 422, "validation_error", ["beam_size"]),
     ("empty list", {"texts": []}, 422, "validation_error", ["texts: ", "at least 1"]),
     ("both inputs", {"text": "a", "texts": ["b"]}, 422, "validation_error", ["exactly one"]),
@@ -103,6 +103,19 @@ def test_bad_input(
     else:
         response = client.post("/v1/translate", json=body)
     assert_error(response, status, code, *phrases)
+    assert_still_serving(client)
+
+
+def test_body_is_read_as_json_whatever_the_content_type(client: TestClient) -> None:
+    # curl -d sends form content-type by default; a JSON body is still understood
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    response = client.post("/v1/translate", content=b'{"text": "no header"}', headers=form)
+    assert response.status_code == 200, response.text
+    assert response.json()["translations"][0]["text"] == "no header"
+    fields = client.post("/v1/translate", content=b"text=hello", headers=form)
+    assert_error(fields, 400, "invalid_json", "not valid JSON", "line 1 column")
+    empty = client.post("/v1/translate", content=b" ")
+    assert_error(empty, 422, "validation_error", "body is empty", "JSON object")
     assert_still_serving(client)
 
 

@@ -20,6 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from model import DeviceError
 from service import libretranslate, routes
 from service.batching import Batcher, BatcherCrashed, TranslateFn
+from service.body_limit import BodyLimitMiddleware, max_body_bytes
 from service.deps import ServiceState
 from service.errors import install_handlers
 from service.metrics import Metrics, MetricsMiddleware
@@ -59,6 +60,7 @@ def create_app(settings: Settings, translator_factory: TranslatorFactory | None 
     )
     app.state.service = state
     install_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes(settings))
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     if settings.cors_origins:
         app.add_middleware(

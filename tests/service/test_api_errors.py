@@ -3,6 +3,7 @@ service keeps serving."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -116,6 +117,21 @@ def test_body_is_read_as_json_whatever_the_content_type(client: TestClient) -> N
     assert_error(fields, 400, "invalid_json", "not valid JSON", "line 1 column")
     empty = client.post("/v1/translate", content=b" ")
     assert_error(empty, 422, "validation_error", "body is empty", "JSON object")
+    assert_still_serving(client)
+
+
+def test_body_larger_than_any_valid_request_is_refused_unread(client: TestClient) -> None:
+    # the largest valid request, every character escaped as JSON \uXXXX, still fits
+    largest = json.dumps({"texts": ["\u00e9" * 100] * 64}, ensure_ascii=True).encode()
+    json_header = {"content-type": "application/json"}
+    fits = client.post("/v1/translate", content=largest, headers=json_header)
+    assert fits.status_code == 200, fits.text
+    huge = b'{"text": "' + b"a" * 200_000 + b'"}'
+    for path in ("/v1/translate", "/translate"):
+        declared = client.post(path, content=huge, headers=json_header)
+        assert_error(declared, 413, "body_too_large", "limit is", "NMT_MAX_TEXT_CHARS")
+    streamed = client.post("/v1/translate", content=iter([huge]), headers=json_header)
+    assert_error(streamed, 413, "body_too_large", "more than", "NMT_MAX_TEXTS")
     assert_still_serving(client)
 
 

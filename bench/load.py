@@ -13,10 +13,12 @@ Starting the server itself, once per `--run` (env overrides), e.g. batching on v
 
 Prints one row per run: requests/s, sentences/s, p50/p95/p99 latency, errors, and the server's
 RSS after start-up and at the end, with its peak (VmHWM), read from /proc/PID/status and summed
-over the server and its model worker processes. Then,
-to show where the time went during the measured load: the mean batch size and model time per
-batch (from the server's /metrics), and the CPU cores the server and this load generator used
-(they share the machine).
+over the server and its model worker processes. Then, to show where the time went during the
+measured load: the mean batch size and model time per batch (from the server's /metrics), and
+the CPU cores the server and this load generator used (they share the machine). With
+`--offline BUNDLE`, each run is preceded by an offline timing of the same model on the same
+sentences (as `bench/decode.py` times "batched"), and the row ends with it and the run's
+fraction of it: on a shared machine whose speed drifts, the ratio is only fair within one run.
 
 Two clients: `--client httpx` (httpx.AsyncClient) and `--client streams` (the default), a
 keep-alive HTTP/1.1 client of a few lines on asyncio streams. Both send the same requests and
@@ -71,6 +73,8 @@ class RunResult:
     batch_ms: float | None = None  # model time per batch
     server_cores: float | None = None  # server CPU seconds per second
     client_cores: float | None = None  # this process's CPU seconds per second
+    offline_per_s: float | None = None  # --offline: the same model offline, just before
+    of_offline: float | None = None  # sentences_per_s / offline_per_s
 
 
 @dataclass
@@ -354,6 +358,27 @@ async def serve_and_load(
     return summarize(label, args, load, rss_start, rss_end, rss_peak)
 
 
+def offline_rate(model: Path, sentences: list[str], beam: int, batch_tokens: int) -> float:
+    """Sentences/s of `model` translating `sentences` offline: length-sorted batches of
+    `batch_tokens` (bench/decode.py's "batched"), int8 on CPU as the service runs it, all cores,
+    median of 3. Measured in this process just before a run, while no server is up, so the
+    service/offline ratio is taken within one run of a noisy machine."""
+    import torch  # only with --offline: the load generator itself stays light
+
+    from model import DecodeOptions, Translator
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    translator = Translator.from_dir(model, quantize="auto", batch_tokens=batch_tokens)
+    options = DecodeOptions(beam_size=beam)
+    translator.translate(sentences[:8], options)  # warm-up
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        translator.translate(sentences, options)
+        times.append(time.perf_counter() - started)
+    return len(sentences) / statistics.median(times)
+
+
 async def main_async(args: argparse.Namespace) -> list[RunResult]:
     sentences = read_sentences(args.sentences, args.max_sentences)
     if not args.serve:
@@ -366,7 +391,14 @@ async def main_async(args: argparse.Namespace) -> list[RunResult]:
     results = []
     for spec in args.run or ["default"]:
         label, env = parse_run(spec)
-        results.append(await serve_and_load(label, env, sentences, args))
+        offline = None
+        if args.offline:
+            offline = offline_rate(args.offline, sentences, args.beam, args.offline_batch_tokens)
+        result = await serve_and_load(label, env, sentences, args)
+        if offline is not None:
+            result.offline_per_s = round(offline, 1)
+            result.of_offline = round(result.sentences_per_s / offline, 3)
+        results.append(result)
         print_table(results[-1:], header=len(results) == 1)
     return results
 
@@ -389,6 +421,8 @@ COLUMNS = [
     ("batch_ms", "{:>8}"),
     ("server_cores", "{:>6}"),
     ("client_cores", "{:>6}"),
+    ("offline_per_s", "{:>8}"),
+    ("of_offline", "{:>6}"),
 ]
 HEADERS = [
     "run",
@@ -408,6 +442,8 @@ HEADERS = [
     "batch ms",
     "srvCPU",
     "cliCPU",
+    "offline",
+    "ratio",
 ]
 
 
@@ -447,6 +483,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--beam", type=int, default=1, help="beam_size per request (1 = greedy)")
     p.add_argument("--timeout", type=float, default=60.0, help="per-request client timeout, s")
     p.add_argument("--startup-timeout", type=float, default=300.0, help="wait for /ready, s")
+    p.add_argument(
+        "--offline",
+        type=Path,
+        metavar="BUNDLE",
+        help="with --serve: before each run, time BUNDLE offline on the same sentences and beam "
+        "(sentences/s) and print the run's sentences/s as a fraction of it",
+    )
+    p.add_argument("--offline-batch-tokens", type=int, default=8192, help="offline batch budget")
     p.add_argument("--api-key", help="sent as X-API-Key")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)

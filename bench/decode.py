@@ -14,6 +14,10 @@ also give the median latency of one sentence (interactive use). Also printed:
 the model's MACs per target token (per beam row and step) and per source token, this machine's
 matmul GFLOP/s at beam-search shapes, the achieved fraction of it, and the peak RSS.
 
+--service-batches 1,16,32 instead times greedy search on unsorted batches of random sentences
+of those sizes, as the service forms them from concurrent requests, on one thread: encoder and
+search apart, the steps each batch ran (its longest sentence's) and the time per step.
+
 --random-model builds the issue's default-size network (2-layer bi-LSTM 512, 2-layer decoder
 512, embeddings 256, vocabulary 8k) with random weights, so the batched-vs-batch-1 floor can
 be checked without a trained model. Its tokenizer comes from --model when given, otherwise from
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import random
 import resource
 import statistics
 import tempfile
@@ -322,6 +327,40 @@ def achieved_gflops(row: Row, cfg: ModelConfig, src_len: float) -> float:
     return 2 * macs / row.seconds / 1e9
 
 
+def service_batches(translator: Translator, lines: list[str], sizes: list[int]) -> None:
+    """Greedy on unsorted batches of random sentences, as the service forms them: the encoder
+    timed apart from the rest (shortlist and search), with the steps the search ran (as many
+    as its longest sentence needs)."""
+    rng = random.Random(0)
+    greedy = DecodeOptions(beam_size=1)
+    print("batch  encoder ms  search ms  steps  us/step  ms/sentence   (one thread)")
+    for size in sizes:
+        batches = [
+            [translator.tokenizer.encode_source(t) for t in rng.sample(lines, size)]
+            for _ in range(30)
+        ]
+        for ids in batches[:3]:
+            translator.decode_ids(ids, greedy)  # warm-up
+        encoder_s = total_s = 0.0
+        steps = 0
+        with torch.inference_mode():
+            for ids in batches:
+                src = torch.nn.utils.rnn.pad_sequence([torch.tensor(i) for i in ids], True)
+                started = time.perf_counter()
+                translator.model.encoder(src, torch.tensor([len(i) for i in ids]))
+                encoded = time.perf_counter()
+                hypotheses = translator.decode_ids(ids, greedy)  # encodes again
+                encoder_s += encoded - started
+                total_s += time.perf_counter() - encoded
+                steps += 1 + max(len(h[0].token_ids) for h in hypotheses)
+        search_s, n = total_s - encoder_s, len(batches)
+        print(
+            f"{size:>5} {1000 * encoder_s / n:>11.2f} {1000 * search_s / n:>10.2f}"
+            f" {steps / n:>6.1f} {1e6 * search_s / steps:>8.0f}"
+            f" {1000 * total_s / (n * size):>12.2f}"
+        )
+
+
 def print_report(
     rows: list[Row], cfg: ModelConfig, src_len: float, peaks: dict[str, float], label: str
 ) -> None:
@@ -400,6 +439,12 @@ def main() -> None:
     parser.add_argument(
         "--kernels", action="store_true", help="only time the step matmul both ways, then exit"
     )
+    parser.add_argument(
+        "--service-batches",
+        metavar="SIZES",
+        help="only time greedy on unsorted batches of these comma-separated sizes, as the "
+        "service forms them, encoder and search apart, with --model and one thread; then exit",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as `nmt translate` and `nmt serve` do
@@ -411,6 +456,11 @@ def main() -> None:
     if args.src is None:
         parser.error("--src is required (except with --kernels)")
     lines = [line for line in read_lines(args.src, args.limit) if line.strip()]
+    if args.service_batches:
+        torch.set_num_threads(1)
+        translator = Translator(load_bundle(args.model), quantize="int8")
+        service_batches(translator, lines, [int(n) for n in args.service_batches.split(",")])
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.random_model:

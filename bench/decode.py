@@ -15,8 +15,8 @@ the model's MACs per target token (per beam row and step) and per source token, 
 matmul GFLOP/s at beam-search shapes, the achieved fraction of it, and the peak RSS.
 
 --service-batches 1,16,32 instead times greedy search on unsorted batches of random sentences
-of those sizes, as the service forms them from concurrent requests, on one thread: encoder and
-search apart, the steps each batch ran (its longest sentence's) and the time per step.
+of those sizes, as the service forms them from concurrent requests, on --threads threads:
+encoder and search apart, the steps each batch ran (its longest sentence's), time per step.
 
 --random-model builds the issue's default-size network (2-layer bi-LSTM 512, 2-layer decoder
 512, embeddings 256, vocabulary 8k) with random weights, so the batched-vs-batch-1 floor can
@@ -333,7 +333,8 @@ def service_batches(translator: Translator, lines: list[str], sizes: list[int]) 
     as its longest sentence needs)."""
     rng = random.Random(0)
     greedy = DecodeOptions(beam_size=1)
-    print("batch  encoder ms  search ms  steps  us/step  ms/sentence   (one thread)")
+    threads = torch.get_num_threads()
+    print(f"batch  encoder ms  search ms  steps  us/step  ms/sentence   ({threads} threads)")
     for size in sizes:
         batches = [
             [translator.tokenizer.encode_source(t) for t in rng.sample(lines, size)]
@@ -443,7 +444,7 @@ def main() -> None:
         "--service-batches",
         metavar="SIZES",
         help="only time greedy on unsorted batches of these comma-separated sizes, as the "
-        "service forms them, encoder and search apart, with --model and one thread; then exit",
+        "service forms them, encoder and search apart, with --model; then exit",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -457,7 +458,6 @@ def main() -> None:
         parser.error("--src is required (except with --kernels)")
     lines = [line for line in read_lines(args.src, args.limit) if line.strip()]
     if args.service_batches:
-        torch.set_num_threads(1)
         translator = Translator(load_bundle(args.model), quantize="int8")
         service_batches(translator, lines, [int(n) for n in args.service_batches.split(",")])
         return

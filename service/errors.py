@@ -36,7 +36,7 @@ from service.batching import BatcherClosed, BatcherError, DeadlineExceeded, Queu
 
 logger = logging.getLogger(__name__)
 
-JSON_OBJECT_PLEASE = "send a JSON object (Content-Type: application/json)"
+SEND_JSON_OBJECT = "send a JSON object (Content-Type: application/json)"
 RETRY_AFTER_S = 1  # what a client should wait after 503 queue_full
 
 
@@ -93,7 +93,7 @@ def _describe(err: Mapping[str, Any]) -> str:
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     kind = str(err.get("type", ""))
     if path == "request body" and (kind == "missing" or isinstance(err.get("input"), bytes)):
-        return f"request body: {JSON_OBJECT_PLEASE}"
+        return f"request body: {SEND_JSON_OBJECT}"
     if kind.endswith("_type") or kind.endswith("_parsing"):
         msg += f" (got {type(err.get('input')).__name__})"
     return f"{path}: {msg}"

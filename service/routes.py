@@ -25,7 +25,7 @@ from service.deps import (
     get_settings,
     require_api_key,
 )
-from service.errors import JSON_OBJECT_PLEASE, ApiError, error_response
+from service.errors import SEND_JSON_OBJECT, ApiError, error_response
 from service.registry import model_info
 from service.schemas import (
     ErrorBody,
@@ -95,7 +95,7 @@ async def _translate_lean(request: Request) -> Response:
     registry = await get_registry(request)
     raw = await request.body()
     if not raw.strip():
-        raise ApiError(422, "validation_error", f"request body is empty; {JSON_OBJECT_PLEASE}")
+        raise ApiError(422, "validation_error", f"request body is empty; {SEND_JSON_OBJECT}")
     try:
         body = TranslateRequest.model_validate_json(raw)
     except ValidationError as exc:

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from service.deps import RegistryDep, SettingsDep, check_api_key
+from service.deps import RegistryDep, SettingsDep, check_api_key, read_body
 from service.errors import ApiError
 from service.registry import ModelRegistry
 from service.routes import ERRORS
@@ -118,7 +118,7 @@ async def read_fields(request: Request) -> dict[str, Any]:
     """The body's fields, from JSON, url-encoded or multipart form data (as LibreTranslate)."""
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";")[0].strip().lower()
-    raw = await request.body()
+    raw = await read_body(request)
     if media == "application/x-www-form-urlencoded":
         try:
             return _collect(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))

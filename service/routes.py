@@ -23,6 +23,7 @@ from service.deps import (
     check_api_key,
     get_registry,
     get_settings,
+    read_body,
     require_api_key,
 )
 from service.errors import SEND_JSON_OBJECT, ApiError, error_response
@@ -93,7 +94,7 @@ async def _translate_lean(request: Request) -> Response:
     settings = await get_settings(request)
     check_api_key(request, settings)
     registry = await get_registry(request)
-    raw = await request.body()
+    raw = await read_body(request)
     if not raw.strip():
         raise ApiError(422, "validation_error", f"request body is empty; {SEND_JSON_OBJECT}")
     try:

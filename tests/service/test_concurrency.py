@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from service_fakes import FakeTranslator, make_app, metric, serving, wait_until
 
 WORDS = ["dog", "cat", "house", "street", "bicycle", "river", "child", "ball"]
@@ -60,6 +61,32 @@ def test_a_disconnected_client_is_dropped_before_compute() -> None:
         assert all("gone" not in texts for texts, _ in fake.batches)
         dropped = metric(metrics, "nmt_dropped_sentences_total", reason="cancelled")
         assert dropped == 1
+
+    asyncio.run(test())
+
+
+@pytest.mark.parametrize("path", ["/v1/translate", "/translate"])
+def test_a_client_leaving_mid_body_is_a_499_not_a_server_error(path: str) -> None:
+    async def test() -> None:
+        app = make_app(FakeTranslator())
+        async with serving(app) as client:
+            sent: list[dict[str, object]] = []
+            parts = [
+                {"type": "http.request", "body": b'{"text": "half', "more_body": True},
+                {"type": "http.disconnect"},
+            ]
+
+            async def receive() -> dict[str, object]:
+                return parts.pop(0)
+
+            scope = {**SCOPE, "path": path, "raw_path": path.encode()}
+            await app(scope, receive, _send(sent))
+            assert sent[0]["status"] == 499
+            assert await translate(client, "still here") == "still here"
+            metrics = (await client.get("/metrics")).text
+        route = {"route": path, "method": "POST"}
+        assert metric(metrics, "nmt_requests_total", status="499", **route) == 1
+        assert metric(metrics, "nmt_requests_total", status="500", **route) == 0
 
     asyncio.run(test())
 

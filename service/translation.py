@@ -57,6 +57,7 @@ def check_texts(texts: Sequence[str], field: str, single: bool, settings: Settin
             f"{field} has {len(texts)} items; limit is {settings.max_texts} (NMT_MAX_TEXTS)",
         )
     for i, text in enumerate(texts):
+        _check_unicode(text, _name(field, i, single))
         if len(text) > settings.max_text_chars:
             raise ApiError(
                 422,
@@ -64,6 +65,20 @@ def check_texts(texts: Sequence[str], field: str, single: bool, settings: Settin
                 f"{_name(field, i, single)} has {len(text)} characters; "
                 f"limit is {settings.max_text_chars} (NMT_MAX_TEXT_CHARS)",
             )
+
+
+def _check_unicode(text: str, name: str) -> None:
+    """A lone surrogate (which a JSON `\\ud800` escape can produce) is not text, and the
+    tokenizer cannot encode it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ApiError(
+            422,
+            "invalid_text",
+            f"{name} has a lone surrogate U+{ord(text[exc.start]):04X} at character {exc.start}; "
+            "texts must be valid Unicode",
+        ) from None
 
 
 def decode_options(

@@ -44,6 +44,7 @@ def assert_still_serving(client: TestClient) -> None:
 
 BAD_BODIES: list[tuple[str, Any, int, str, list[str]]] = [
     ("malformed JSON", b'{"text": "hi"', 400, "invalid_json", ["not valid JSON"]),
+    ("lone surrogate", b'{"text": "a \\ud800 b"}', 400, "invalid_json", ["not valid JSON"]),
     ("not an object", [1, 2], 422, "validation_error", ["request body", "got list"]),
     ("text not a string", {"text": 5}, 422, "validation_error", ["text: ", "got int"]),
     ("texts item type", {"texts": ["a", 2]}, 422, "validation_error", ["texts[1]", "got int"]),

@@ -86,6 +86,21 @@ def test_malformed_json(client: TestClient) -> None:
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
 
 
+def test_text_that_is_not_unicode_is_refused(client: TestClient) -> None:
+    # json.loads keeps a lone surrogate escape, which the real tokenizer cannot encode (it
+    # raised, and the client got a 500)
+    escaped = b'{"q": ["fine", "a \\ud800 b"], "source": "en", "target": "de"}'
+    headers = {"content-type": "application/json"}
+    response = client.post("/translate", content=escaped, headers=headers)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_text"
+    assert "q[1] has a lone surrogate U+D800 at character 2" in error["message"]
+    # undecodable bytes in a form field become U+FFFD instead
+    fields = {"q": (None, b"caf\xe9"), "source": (None, "en"), "target": (None, "de")}
+    assert client.post("/translate", files=fields).json() == {"translatedText": "caf\ufffd"}
+
+
 def test_api_key_in_the_body() -> None:
     with TestClient(make_app(FakeTranslator(), api_keys=["k"])) as client:
         body = {"q": "x", "source": "en", "target": "de"}

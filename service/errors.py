@@ -11,6 +11,7 @@ input is 4xx; 500 is kept for bugs, logged with their traceback and answered wit
 | ApiError (limits, unknown model, auth)  | its own | its own                        |
 | body larger than any valid request      | 413     | body_too_large (body_limit.py) |
 | a text with a lone surrogate            | 422     | invalid_text                   |
+| more sentences than the queue can hold  | 422     | too_many_sentences             |
 | model.InputTooLong                      | 422     | input_too_long                 |
 | model.DeviceError                       | 503     | device_error                   |
 | other model.ModelError                  | 500     | the error's code               |

@@ -135,6 +135,13 @@ async def translate_texts(
     _check_tokens(splits, counts, field, single, limit)  # only a 1-character piece can fail
     if not sentences:
         return Batched([TextResult(parts, []) for parts in splits], 0.0, 0.0)
+    if len(sentences) > loaded.batcher.max_queue:  # would never fit: retrying cannot help
+        raise ApiError(
+            422,
+            "too_many_sentences",
+            f"the request splits into {len(sentences)} sentences; at most "
+            f"{loaded.batcher.max_queue} can be queued (NMT_MAX_QUEUE): send fewer at a time",
+        )
     work = loaded.batcher.submit(sentences, counts, options, settings.request_timeout_s)
     outcomes = await unless_disconnected(work, request)
     results = [outcome.result for outcome in outcomes]

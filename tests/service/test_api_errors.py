@@ -136,6 +136,18 @@ def test_body_larger_than_any_valid_request_is_refused_unread(client: TestClient
     assert_still_serving(client)
 
 
+def test_a_request_larger_than_the_whole_queue_is_422_not_a_retryable_503() -> None:
+    with TestClient(make_app(FakeTranslator(), max_queue=4)) as client:
+        fits = client.post("/v1/translate", json={"texts": ["One. Two.", "Three. Four."]})
+        assert fits.status_code == 200, fits.text
+        body = {"texts": ["One. Two.", "Three. Four. Five."]}
+        message = assert_error(
+            client.post("/v1/translate", json=body), 422, "too_many_sentences", "NMT_MAX_QUEUE"
+        )
+        assert "5 sentences; at most 4" in message
+        assert_still_serving(client)
+
+
 def test_unknown_route_and_wrong_method(client: TestClient) -> None:
     assert_error(client.get("/v2/nothing"), 404, "not_found", "GET /v2/nothing")
     response = client.get("/v1/translate")

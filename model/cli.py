@@ -7,6 +7,7 @@ under the ``lstm_nmt.commands`` entry-point group and this module discovers them
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import sys
 from collections.abc import Iterator, Sequence
@@ -62,7 +63,12 @@ def run_translate(args: argparse.Namespace) -> int:
         args.model, device=args.device, quantize=args.quantize, batch_tokens=args.batch_tokens
     )
     options = DecodeOptions(beam_size=args.beam, n_best=args.n_best)
-    source: TextIO = args.input.open(encoding="utf-8") if args.input else sys.stdin
+    # undecodable bytes become U+FFFD, so a bad line is translated as best it can be, in place
+    if args.input is None and isinstance(sys.stdin, io.TextIOWrapper):
+        sys.stdin.reconfigure(encoding="utf-8", errors="replace")
+    source: TextIO = (
+        args.input.open(encoding="utf-8", errors="replace") if args.input else sys.stdin
+    )
     sink: TextIO = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
     progress = tqdm(unit="sent", disable=args.input is None, file=sys.stderr)
     with source, sink, progress:

@@ -34,6 +34,18 @@ def _load(path: Path) -> spm.SentencePieceProcessor:
     return proc
 
 
+def valid_unicode(text: str) -> str:
+    """``text`` with lone surrogates (from surrogateescape-decoded bytes or a JSON ``\\ud800``)
+    as U+FFFD: SentencePiece accepts only text that encodes to UTF-8, and raises otherwise."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+    return text
+
+
 class Tokenizer:
     """Source and target SentencePiece models (the same object when the vocabulary is joint)."""
 
@@ -58,11 +70,11 @@ class Tokenizer:
 
     def encode_source(self, text: str) -> list[int]:
         """Source piece ids followed by EOS (the encoder sees where the sentence ends)."""
-        return list(self._src.encode(text, out_type=int)) + [EOS_ID]
+        return list(self._src.encode(valid_unicode(text), out_type=int)) + [EOS_ID]
 
     def encode_target(self, text: str) -> list[int]:
         """Target piece ids without BOS/EOS; training adds them when it shifts the sequence."""
-        return list(self._tgt.encode(text, out_type=int))
+        return list(self._tgt.encode(valid_unicode(text), out_type=int))
 
     def decode_target(self, ids: Sequence[int]) -> str:
         """Detokenized text of ``ids`` up to the first EOS, special ids dropped."""

@@ -29,6 +29,13 @@ def test_translate_file_is_line_aligned(tiny_bundle: Path, tmp_path: Path) -> No
     assert got == [r.text for r in want]
 
 
+def test_undecodable_input_bytes_are_translated_in_place(tiny_bundle: Path, tmp_path: Path) -> None:
+    src, out = tmp_path / "in.bin", tmp_path / "out.txt"
+    src.write_bytes(b"ba be\n\xff\xfe ki \xc3\n\x00\x01 ku\n")
+    assert main(["translate", "--model", str(tiny_bundle), "-i", str(src), "-o", str(out)]) == 0
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 3
+
+
 def test_n_best_is_tab_separated(tiny_bundle: Path, tmp_path: Path) -> None:
     src, out = tmp_path / "in.txt", tmp_path / "out.txt"
     src.write_text("ba be ki\nku\n", encoding="utf-8")

@@ -87,6 +87,15 @@ def test_leading_and_trailing_whitespace_is_kept(translator: Translator) -> None
     assert padded.text == "  " + core + " \t"
 
 
+def test_lone_surrogates_are_translated_as_replacement_characters(translator: Translator) -> None:
+    # what surrogateescape makes of undecodable bytes; SentencePiece itself would raise
+    broken, replaced = "ba \udcff be", "ba \ufffd be"
+    assert translator.tokenizer.encode_source(broken) == translator.tokenizer.encode_source(
+        replaced
+    )
+    assert translator.translate([broken])[0].text == translator.translate([replaced])[0].text
+
+
 def test_too_long_input_fails_alone(tiny_bundle: Path) -> None:
     translator = Translator(load_bundle(tiny_bundle), max_input_tokens=6)
     long_text = "de do di du da de go ka"

@@ -74,8 +74,11 @@ def serve(settings: Settings) -> None:
     """Run the app for `settings` with uvicorn, in one worker."""
     import uvicorn
 
+    from model.bundle import verify_manifest
     from service.app import create_app
 
+    for path in settings.models:  # a wrong path fails here in one line, not mid-startup
+        verify_manifest(path)
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

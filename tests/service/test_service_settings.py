@@ -81,3 +81,14 @@ def test_serve_runs_one_uvicorn_worker_with_the_access_log_setting(
     cli.serve(Settings())
     (kwargs,) = calls
     assert kwargs["workers"] == 1 and kwargs["access_log"] is False
+
+
+def test_serve_refuses_a_directory_that_is_not_a_bundle_before_starting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import uvicorn
+
+    from model.cli import main
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: pytest.fail("server started"))
+    assert main(["serve", "--model", str(tmp_path)]) == 2  # one logged line, no traceback

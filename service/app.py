@@ -25,11 +25,11 @@ from service.deps import ServiceState
 from service.errors import install_handlers
 from service.metrics import Metrics, MetricsMiddleware
 from service.model_workers import (
-    WARM_UP_TEXT,
     WorkerPool,
     describe_model,
     inference_runner,
     load_translator,
+    warm_up,
 )
 from service.registry import LoadedModel, ModelDescription, TranslatorLike, default_options
 from service.settings import Settings
@@ -99,9 +99,7 @@ async def load_models(state: ServiceState, factory: TranslatorFactory) -> None:
             translator = in_process = await asyncio.to_thread(factory, path, settings)
             defaults = default_options(translator, settings.max_beam)
             run = inference_runner(in_process)
-            warm = await asyncio.to_thread(run, [WARM_UP_TEXT], defaults)
-            if warm[0].error is not None:
-                raise RuntimeError(f"warm-up translation failed for {path}: {warm[0].error}")
+            await asyncio.to_thread(warm_up, run, defaults, path)
         batcher = Batcher(
             run,
             concurrency=max(1, workers),

@@ -72,6 +72,13 @@ def inference_runner(translator: TranslatorLike) -> TranslateFn:
     return run
 
 
+def warm_up(run: TranslateFn, options: DecodeOptions, path: Path) -> None:
+    """Translate one sentence before serving; raise RuntimeError if it fails."""
+    warm = run([WARM_UP_TEXT], options)
+    if warm[0].error is not None:
+        raise RuntimeError(f"warm-up translation failed for {path}: {warm[0].error}")
+
+
 def threads_per_worker(settings: Settings) -> int:
     """NMT_THREADS (default: the CPU cores) shared out among the workers, at least one each."""
     total = settings.threads or os.cpu_count() or 1
@@ -85,7 +92,7 @@ class WorkerPool:
     Raises (from the constructor) RuntimeError when a worker cannot load the model or warm up.
     """
 
-    def __init__(self, path: Path, settings: Settings, warm_up: DecodeOptions) -> None:
+    def __init__(self, path: Path, settings: Settings, defaults: DecodeOptions) -> None:
         context = multiprocessing.get_context("spawn")
         worker_settings = settings.model_copy(update={"threads": threads_per_worker(settings)})
         self._processes: list[Any] = []
@@ -96,7 +103,7 @@ class WorkerPool:
             ours, theirs = context.Pipe()
             process = context.Process(
                 target=_serve,
-                args=(theirs, path, worker_settings, warm_up),
+                args=(theirs, path, worker_settings, defaults),
                 name=f"nmt-model-worker-{index}",
                 daemon=True,
             )
@@ -160,7 +167,7 @@ class WorkerPool:
                 process.join(1.0)
 
 
-def _serve(connection: Connection, path: Path, settings: Settings, warm_up: DecodeOptions) -> None:
+def _serve(connection: Connection, path: Path, settings: Settings, options: DecodeOptions) -> None:
     """A worker process: load, warm up, then translate batches until told to stop.
 
     Ctrl+C reaches the whole process group; the server drains its queue through the workers
@@ -170,9 +177,7 @@ def _serve(connection: Connection, path: Path, settings: Settings, warm_up: Deco
     logging.basicConfig(level=settings.log_level.upper())
     try:
         run = inference_runner(load_translator(path, settings))
-        warm = run([WARM_UP_TEXT], warm_up)
-        if warm[0].error is not None:
-            raise RuntimeError(f"warm-up translation failed: {warm[0].error}")
+        warm_up(run, options, path)
     except Exception as exc:  # noqa: BLE001 - reported to the server, which fails start-up
         connection.send(("failed", f"{type(exc).__name__}: {exc}"))
         return

@@ -68,8 +68,8 @@ def check_texts(texts: Sequence[str], field: str, single: bool, settings: Settin
 
 
 def _check_unicode(text: str, name: str) -> None:
-    """A lone surrogate (which a JSON `\\ud800` escape can produce) is not text, and the
-    tokenizer cannot encode it."""
+    """A lone surrogate (which a JSON `\\ud800` escape can produce) is not text. The tokenizer
+    would read it as U+FFFD; the client is told instead, as /v1/translate's JSON parser does."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -87,8 +87,8 @@ def test_malformed_json(client: TestClient) -> None:
 
 
 def test_text_that_is_not_unicode_is_refused(client: TestClient) -> None:
-    # json.loads keeps a lone surrogate escape, which the real tokenizer cannot encode (it
-    # raised, and the client got a 500)
+    # json.loads keeps a lone surrogate escape (SentencePiece raised on it: a 500, before the
+    # tokenizer learned to read it as U+FFFD); the client is told, as /v1/translate does
     escaped = b'{"q": ["fine", "a \\ud800 b"], "source": "en", "target": "de"}'
     headers = {"content-type": "application/json"}
     response = client.post("/translate", content=escaped, headers=headers)

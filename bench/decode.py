@@ -329,12 +329,15 @@ def achieved_gflops(row: Row, cfg: ModelConfig, src_len: float) -> float:
 
 def service_batches(translator: Translator, lines: list[str], sizes: list[int]) -> None:
     """Greedy on unsorted batches of random sentences, as the service forms them: the encoder
-    timed apart from the rest (shortlist and search), with the steps the search ran (as many
-    as its longest sentence needs)."""
+    and the batch's shortlist (candidates and output rows) timed apart from the search, with
+    the steps the search ran (as many as its longest sentence needs)."""
     rng = random.Random(0)
     greedy = DecodeOptions(beam_size=1)
     threads = torch.get_num_threads()
-    print(f"batch  encoder ms  search ms  steps  us/step  ms/sentence   ({threads} threads)")
+    print(
+        f"batch  encoder ms  shortlist ms  search ms  steps  us/step  ms/sentence   "
+        f"({threads} threads)"
+    )
     for size in sizes:
         batches = [
             [translator.tokenizer.encode_source(t) for t in rng.sample(lines, size)]
@@ -342,7 +345,7 @@ def service_batches(translator: Translator, lines: list[str], sizes: list[int]) 
         ]
         for ids in batches[:3]:
             translator.decode_ids(ids, greedy)  # warm-up
-        encoder_s = total_s = 0.0
+        encoder_s = shortlist_s = total_s = 0.0
         steps = 0
         with torch.inference_mode():
             for ids in batches:
@@ -350,14 +353,18 @@ def service_batches(translator: Translator, lines: list[str], sizes: list[int]) 
                 started = time.perf_counter()
                 translator.model.encoder(src, torch.tensor([len(i) for i in ids]))
                 encoded = time.perf_counter()
-                hypotheses = translator.decode_ids(ids, greedy)  # encodes again
+                if translator.shortlist is not None and translator.output_layer is not None:
+                    translator.output_layer.restrict(translator.shortlist.candidates(src))
+                listed = time.perf_counter()
+                hypotheses = translator.decode_ids(ids, greedy)  # encodes and lists again
                 encoder_s += encoded - started
-                total_s += time.perf_counter() - encoded
+                shortlist_s += listed - encoded
+                total_s += time.perf_counter() - listed
                 steps += 1 + max(len(h[0].token_ids) for h in hypotheses)
-        search_s, n = total_s - encoder_s, len(batches)
+        search_s, n = total_s - encoder_s - shortlist_s, len(batches)
         print(
-            f"{size:>5} {1000 * encoder_s / n:>11.2f} {1000 * search_s / n:>10.2f}"
-            f" {steps / n:>6.1f} {1e6 * search_s / steps:>8.0f}"
+            f"{size:>5} {1000 * encoder_s / n:>11.2f} {1000 * shortlist_s / n:>13.2f}"
+            f" {1000 * search_s / n:>10.2f} {steps / n:>6.1f} {1e6 * search_s / steps:>8.0f}"
             f" {1000 * total_s / (n * size):>12.2f}"
         )
 

@@ -132,8 +132,7 @@ class ModelView:
         self.bundle = bundle
         self.tokenizer = bundle.tokenizer
         self.config = bundle.config
-        listed = bundle.shortlist if shortlist else None
-        self.shortlist = listed.to(self.device) if listed is not None else None
+        self.shortlist = bundle.shortlist if shortlist else None  # its tables stay on the CPU
 
     @classmethod
     def from_dir(cls, path: str | Path, **kwargs: Any) -> Self:

@@ -108,33 +108,39 @@ def greedy_search(
     Sentences leave the batch as soon as they end, so later steps only compute live rows.
     """
     batch, device = src_lens.size(0), enc.memory.device
-    max_lens = options.max_lengths(src_lens).to(device)  # (B,)
-    steps = int(max_lens.max())
+    limits = options.max_lengths(src_lens).to(device)  # (A,) each live sentence's length limit
     state, whole = model.initial_state(enc), enc
     active = torch.arange(batch, device=device)  # (A,) sentences still decoding
     prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
-    tokens = torch.full((batch, steps), PAD_ID, dtype=torch.long, device=device)  # (B, T)
-    log_prob = enc.memory.new_zeros(batch, dtype=torch.float)
-    lengths = torch.zeros_like(prev)
+    history: list[tuple[Tensor, Tensor, Tensor]] = []  # per step: active, token, its log-prob
     attn = (
-        enc.memory.new_zeros(batch, steps, enc.memory.size(1)) if options.return_attention else None
+        enc.memory.new_zeros(batch, int(limits.max()), enc.memory.size(1))
+        if options.return_attention
+        else None
     )
-    for t in range(steps):
+    for t in range(int(limits.max())):
         log_probs, state = model.decode_step(prev, state, enc)  # (A, V)
         best, token = ban_early_eos(log_probs, t, options.min_length).max(dim=-1)  # (A,)
-        tokens[active, t] = token
-        log_prob[active] += best
-        lengths[active] += 1
+        history.append((active, token, best))
         if attn is not None:
             attn[active, t] = state.attn
-        ended = token.eq(EOS_ID) | (t + 1 >= max_lens[active])  # (A,)
-        if bool(ended.all()):
-            break
+        ended = token.eq(EOS_ID) | limits.le(t + 1)  # (A,)
         if bool(ended.any()):
             live = (~ended).nonzero().squeeze(1)  # (A',)
-            active, token = active[live], token[live]
+            if live.numel() == 0:
+                break
+            active, token, limits = active[live], token[live], limits[live]
             state, enc = state.select(live), enc.select(live)
         prev = token
+    # The steps' tokens into one (B, T) table once, not row by row every step.
+    rows = torch.cat([active for active, _, _ in history])
+    counts = torch.tensor([active.numel() for active, _, _ in history], device=device)
+    tokens = torch.full((batch, len(history)), PAD_ID, dtype=torch.long, device=device)
+    tokens[rows, torch.arange(len(history), device=device).repeat_interleave(counts)] = torch.cat(
+        [token for _, token, _ in history]
+    )
+    log_prob = log_probs.new_zeros(batch).index_add_(0, rows, torch.cat([b for _, _, b in history]))
+    lengths = torch.bincount(rows, minlength=batch)
     scores = (log_prob / length_penalty(lengths, options.length_penalty)).tolist()
     token_lists, src_list = whole.target_ids(tokens).tolist(), src_lens.tolist()
     return [

@@ -109,16 +109,15 @@ def greedy_search(
     """
     batch, device = src_lens.size(0), enc.memory.device
     limits = options.max_lengths(src_lens).to(device)  # (A,) each live sentence's length limit
+    steps = int(limits.max())
     state, whole = model.initial_state(enc), enc
     active = torch.arange(batch, device=device)  # (A,) sentences still decoding
     prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
     history: list[tuple[Tensor, Tensor, Tensor]] = []  # per step: active, token, its log-prob
     attn = (
-        enc.memory.new_zeros(batch, int(limits.max()), enc.memory.size(1))
-        if options.return_attention
-        else None
+        enc.memory.new_zeros(batch, steps, enc.memory.size(1)) if options.return_attention else None
     )
-    for t in range(int(limits.max())):
+    for t in range(steps):
         log_probs, state = model.decode_step(prev, state, enc)  # (A, V)
         best, token = ban_early_eos(log_probs, t, options.min_length).max(dim=-1)  # (A,)
         history.append((active, token, best))

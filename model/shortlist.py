@@ -42,9 +42,8 @@ class Shortlist:
         """(B, S) source ids (PAD allowed) -> the batch's union and each sentence's columns.
 
         Runs in NumPy on the CPU, then moves to ``src_ids``' device: a stable sort of booleans
-        is a counting sort there, and the whole is 3.5x faster than the same steps in torch
-        (for a batch of 32, with the output rows it picks: 2.3-2.7 ms against 3.7-4.3 ms;
-        ``bench/decode.py --service-batches``).
+        is a counting sort there. With the output rows it picks, a batch of 32 takes 2.3-2.7 ms
+        against 3.7-4.3 ms for the same steps in torch (``bench/decode.py --service-batches``).
         """
         src = src_ids.cpu().numpy()
         batch = src.shape[0]
@@ -128,14 +127,10 @@ class OutputVocabulary(NamedTuple):
         mine = rows.gather(2, self.columns.unsqueeze(1).expand(-1, rows.size(1), -1))
         return mine.view(-1, width)
 
-    def to_ids(self, positions: Tensor, rows: Tensor | None = None) -> Tensor:
-        """Positions with a leading sentence dimension (B, ...) or (B x K,) -> target ids.
-
-        With ``rows``, ``positions`` has a leading row per sentence of ``rows`` instead of B.
-        """
-        ids = self.sentence_ids if rows is None else self.sentence_ids.index_select(0, rows)
-        flat = positions.reshape(ids.size(0), -1)
-        return ids.gather(1, flat).view_as(positions)
+    def to_ids(self, positions: Tensor) -> Tensor:
+        """Positions with a leading sentence dimension (B, ...) or (B x K,) -> target ids."""
+        flat = positions.reshape(self.sentence_ids.size(0), -1)
+        return self.sentence_ids.gather(1, flat).view_as(positions)
 
     def select(self, rows: Tensor) -> OutputVocabulary:
         return self._replace(

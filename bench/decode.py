@@ -16,7 +16,8 @@ matmul GFLOP/s at beam-search shapes, the achieved fraction of it, and the peak 
 
 --service-batches 1,16,32 instead times greedy search on unsorted batches of random sentences
 of those sizes, as the service forms them from concurrent requests, on --threads threads:
-encoder and search apart, the steps each batch ran (its longest sentence's), time per step.
+encoder, shortlist and search apart, the steps each batch ran (its longest sentence's),
+time per step.
 
 --random-model builds the issue's default-size network (2-layer bi-LSTM 512, 2-layer decoder
 512, embeddings 256, vocabulary 8k) with random weights, so the batched-vs-batch-1 floor can
@@ -451,7 +452,7 @@ def main() -> None:
         "--service-batches",
         metavar="SIZES",
         help="only time greedy on unsorted batches of these comma-separated sizes, as the "
-        "service forms them, encoder and search apart, with --model; then exit",
+        "service forms them, encoder, shortlist and search apart, with --model; then exit",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

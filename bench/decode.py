@@ -17,7 +17,7 @@ matmul GFLOP/s at beam-search shapes, the achieved fraction of it, and the peak 
 --service-batches 1,16,32 instead times greedy search on unsorted batches of random sentences
 of those sizes, as the service forms them from concurrent requests, on --threads threads:
 encoder, shortlist and search apart, the steps each batch ran (its longest sentence's),
-time per step.
+time per step; for int8, with the compiled greedy loop and with the Python one.
 
 --random-model builds the issue's default-size network (2-layer bi-LSTM 512, 2-layer decoder
 512, embeddings 256, vocabulary 8k) with random weights, so the batched-vs-batch-1 floor can
@@ -331,12 +331,15 @@ def achieved_gflops(row: Row, cfg: ModelConfig, src_len: float) -> float:
 def service_batches(translator: Translator, lines: list[str], sizes: list[int]) -> None:
     """Greedy on unsorted batches of random sentences, as the service forms them: the encoder
     and the batch's shortlist (candidates and output rows) timed apart from the search, with
-    the steps the search ran (as many as its longest sentence needs)."""
+    the steps the search ran (as many as its longest sentence needs). Where the translator has
+    the compiled greedy loop (int8), the same batches also run the Python loop."""
     rng = random.Random(0)
     greedy = DecodeOptions(beam_size=1)
     threads = torch.get_num_threads()
+    compiled = translator.compiled_greedy
+    loops = {"compiled": compiled, "python": None} if compiled is not None else {"python": None}
     print(
-        f"batch  encoder ms  shortlist ms  search ms  steps  us/step  ms/sentence   "
+        f"batch  loop      encoder ms  shortlist ms  search ms  steps  us/step  ms/sentence   "
         f"({threads} threads)"
     )
     for size in sizes:
@@ -344,30 +347,34 @@ def service_batches(translator: Translator, lines: list[str], sizes: list[int]) 
             [translator.tokenizer.encode_source(t) for t in rng.sample(lines, size)]
             for _ in range(30)
         ]
-        for ids in batches[:3]:
-            translator.decode_ids(ids, greedy)  # warm-up
-        encoder_s = shortlist_s = total_s = 0.0
-        steps = 0
-        with torch.inference_mode():
-            for ids in batches:
-                src = torch.nn.utils.rnn.pad_sequence([torch.tensor(i) for i in ids], True)
-                started = time.perf_counter()
-                translator.model.encoder(src, torch.tensor([len(i) for i in ids]))
-                encoded = time.perf_counter()
-                if translator.shortlist is not None and translator.output_layer is not None:
-                    translator.output_layer.restrict(translator.shortlist.candidates(src))
-                listed = time.perf_counter()
-                hypotheses = translator.decode_ids(ids, greedy)  # encodes and lists again
-                encoder_s += encoded - started
-                shortlist_s += listed - encoded
-                total_s += time.perf_counter() - listed
-                steps += 1 + max(len(h[0].token_ids) for h in hypotheses)
-        search_s, n = total_s - encoder_s - shortlist_s, len(batches)
-        print(
-            f"{size:>5} {1000 * encoder_s / n:>11.2f} {1000 * shortlist_s / n:>13.2f}"
-            f" {1000 * search_s / n:>10.2f} {steps / n:>6.1f} {1e6 * search_s / steps:>8.0f}"
-            f" {1000 * total_s / (n * size):>12.2f}"
-        )
+        for name, loop in loops.items():
+            translator.compiled_greedy = loop
+            for ids in batches[:3]:
+                translator.decode_ids(ids, greedy)  # warm-up
+            encoder_s = shortlist_s = total_s = 0.0
+            steps = 0
+            with torch.inference_mode():
+                for ids in batches:
+                    src = torch.nn.utils.rnn.pad_sequence([torch.tensor(i) for i in ids], True)
+                    started = time.perf_counter()
+                    translator.model.encoder(src, torch.tensor([len(i) for i in ids]))
+                    encoded = time.perf_counter()
+                    if translator.shortlist is not None and translator.output_layer is not None:
+                        translator.output_layer.restrict(translator.shortlist.candidates(src))
+                    listed = time.perf_counter()
+                    hypotheses = translator.decode_ids(ids, greedy)  # encodes and lists again
+                    encoder_s += encoded - started
+                    shortlist_s += listed - encoded
+                    total_s += time.perf_counter() - listed
+                    steps += 1 + max(len(h[0].token_ids) for h in hypotheses)
+            search_s, n = total_s - encoder_s - shortlist_s, len(batches)
+            print(
+                f"{size:>5}  {name:<8} {1000 * encoder_s / n:>11.2f}"
+                f" {1000 * shortlist_s / n:>13.2f} {1000 * search_s / n:>10.2f}"
+                f" {steps / n:>6.1f} {1e6 * search_s / steps:>8.0f}"
+                f" {1000 * total_s / (n * size):>12.2f}"
+            )
+    translator.compiled_greedy = compiled
 
 
 def print_report(

@@ -131,17 +131,36 @@ def greedy_search(
             active, token, limits = active[live], token[live], limits[live]
             state, enc = state.select(live), enc.select(live)
         prev = token
-    # The steps' tokens into one (B, T) table once, not row by row every step.
     rows = torch.cat([active for active, _, _ in history])
     counts = torch.tensor([active.numel() for active, _, _ in history], device=device)
-    tokens = torch.full((batch, len(history)), PAD_ID, dtype=torch.long, device=device)
-    tokens[rows, torch.arange(len(history), device=device).repeat_interleave(counts)] = torch.cat(
-        [token for _, token, _ in history]
-    )
-    log_prob = log_probs.new_zeros(batch).index_add_(0, rows, torch.cat([b for _, _, b in history]))
+    steps_of = torch.arange(len(history), device=device).repeat_interleave(counts)
+    tokens = torch.cat([token for _, token, _ in history])
+    log_probs = torch.cat([best for _, _, best in history])
+    return collect_hypotheses(rows, steps_of, tokens, log_probs, whole, src_lens, options, attn)
+
+
+def collect_hypotheses(
+    rows: Tensor,
+    steps: Tensor,
+    tokens: Tensor,
+    log_probs: Tensor,
+    enc: EncoderOutput,
+    src_lens: Tensor,
+    options: DecodeOptions,
+    attn: Tensor | None = None,
+) -> list[list[Hypothesis]]:
+    """Greedy search's record, one entry per (sentence, step) decoded: the sentence's row, the
+    step, the token and its log-prob, (E,) each -> one hypothesis per sentence of ``enc``.
+
+    The tokens go into one (B, T) table at once, not row by row every step.
+    """
+    batch = src_lens.size(0)
+    table = torch.full((batch, int(steps.max()) + 1), PAD_ID, dtype=torch.long, device=rows.device)
+    table[rows, steps] = tokens
+    log_prob = log_probs.new_zeros(batch).index_add_(0, rows, log_probs)
     lengths = torch.bincount(rows, minlength=batch)
     scores = (log_prob / length_penalty(lengths, options.length_penalty)).tolist()
-    token_lists, src_list = whole.target_ids(tokens).tolist(), src_lens.tolist()
+    token_lists, src_list = enc.target_ids(table).tolist(), src_lens.tolist()
     return [
         [
             to_hypothesis(

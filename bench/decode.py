@@ -14,10 +14,10 @@ also give the median latency of one sentence (interactive use). Also printed:
 the model's MACs per target token (per beam row and step) and per source token, this machine's
 matmul GFLOP/s at beam-search shapes, the achieved fraction of it, and the peak RSS.
 
---service-batches 1,16,32 instead times greedy search on unsorted batches of random sentences
-of those sizes, as the service forms them from concurrent requests, on --threads threads:
-encoder, shortlist and search apart, the steps each batch ran (its longest sentence's),
-time per step; for int8, with the compiled greedy loop and with the Python one.
+--service-batches 1,16,32 instead times greedy search (beam search with --service-beam K) on
+unsorted batches of random sentences of those sizes, as the service forms them from concurrent
+requests, on --threads threads: encoder, shortlist and search apart, the steps each batch ran
+(its longest sentence's), time per step; with the compiled search loops and the Python ones.
 
 --random-model builds the issue's default-size network (2-layer bi-LSTM 512, 2-layer decoder
 512, embeddings 256, vocabulary 8k) with random weights, so the batched-vs-batch-1 floor can
@@ -328,19 +328,21 @@ def achieved_gflops(row: Row, cfg: ModelConfig, src_len: float) -> float:
     return 2 * macs / row.seconds / 1e9
 
 
-def service_batches(translator: Translator, lines: list[str], sizes: list[int]) -> None:
-    """Greedy on unsorted batches of random sentences, as the service forms them: the encoder
+def service_batches(
+    translator: Translator, lines: list[str], sizes: list[int], beam_size: int = 1
+) -> None:
+    """Search on unsorted batches of random sentences, as the service forms them: the encoder
     and the batch's shortlist (candidates and output rows) timed apart from the search, with
     the steps the search ran (as many as its longest sentence needs). Where the translator has
-    the compiled greedy loop (int8), the same batches also run the Python loop."""
+    the compiled search loops (int8), the same batches also run the Python loop."""
     rng = random.Random(0)
-    greedy = DecodeOptions(beam_size=1)
+    options = DecodeOptions(beam_size=beam_size)
     threads = torch.get_num_threads()
-    compiled = translator.compiled_greedy
+    compiled = translator.compiled_search
     loops = {"compiled": compiled, "python": None} if compiled is not None else {"python": None}
     print(
         f"batch  loop      encoder ms  shortlist ms  search ms  steps  us/step  ms/sentence   "
-        f"({threads} threads)"
+        f"({threads} threads, beam {beam_size})"
     )
     for size in sizes:
         batches = [
@@ -348,9 +350,9 @@ def service_batches(translator: Translator, lines: list[str], sizes: list[int]) 
             for _ in range(30)
         ]
         for name, loop in loops.items():
-            translator.compiled_greedy = loop
+            translator.compiled_search = loop
             for ids in batches[:3]:
-                translator.decode_ids(ids, greedy)  # warm-up
+                translator.decode_ids(ids, options)  # warm-up
             encoder_s = shortlist_s = total_s = 0.0
             steps = 0
             with torch.inference_mode():
@@ -362,7 +364,7 @@ def service_batches(translator: Translator, lines: list[str], sizes: list[int]) 
                     if translator.shortlist is not None and translator.output_layer is not None:
                         translator.output_layer.restrict(translator.shortlist.candidates(src))
                     listed = time.perf_counter()
-                    hypotheses = translator.decode_ids(ids, greedy)  # encodes and lists again
+                    hypotheses = translator.decode_ids(ids, options)  # encodes and lists again
                     encoder_s += encoded - started
                     shortlist_s += listed - encoded
                     total_s += time.perf_counter() - listed
@@ -374,7 +376,7 @@ def service_batches(translator: Translator, lines: list[str], sizes: list[int]) 
                 f" {steps / n:>6.1f} {1e6 * search_s / steps:>8.0f}"
                 f" {1000 * total_s / (n * size):>12.2f}"
             )
-    translator.compiled_greedy = compiled
+    translator.compiled_search = compiled
 
 
 def print_report(
@@ -458,8 +460,11 @@ def main() -> None:
     parser.add_argument(
         "--service-batches",
         metavar="SIZES",
-        help="only time greedy on unsorted batches of these comma-separated sizes, as the "
+        help="only time search on unsorted batches of these comma-separated sizes, as the "
         "service forms them, encoder, shortlist and search apart, with --model; then exit",
+    )
+    parser.add_argument(
+        "--service-beam", type=int, default=1, help="beam size for --service-batches (1: greedy)"
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -474,7 +479,8 @@ def main() -> None:
     lines = [line for line in read_lines(args.src, args.limit) if line.strip()]
     if args.service_batches:
         translator = Translator(load_bundle(args.model), quantize="int8")
-        service_batches(translator, lines, [int(n) for n in args.service_batches.split(",")])
+        sizes = [int(n) for n in args.service_batches.split(",")]
+        service_batches(translator, lines, sizes, args.service_beam)
         return
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -75,11 +75,11 @@ def topk_flat(scores: Tensor, log_probs: Tensor, k: int) -> Candidates:
     return Candidates(top_scores, top_idx // per_row, tokens)
 
 
-def live_choice(cand: Candidates, beam_size: int) -> Tensor:
+def live_choice(cand: Candidates, beam_size: int, eos_id: int = EOS_ID) -> Tensor:
     """(B, K) positions in ``cand`` of the best K candidates that do not end the sentence."""
     positions = torch.arange(cand.token.size(1), device=cand.token.device)
     # Ending candidates sort after all others; ties keep the score order.
-    order = positions + cand.token.eq(EOS_ID).long() * cand.token.size(1)  # (B, 2K)
+    order = positions + cand.token.eq(eos_id).long() * cand.token.size(1)  # (B, 2K)
     return order.topk(beam_size, dim=1, largest=False).indices
 
 
@@ -88,15 +88,21 @@ def reorder(rows: Tensor, *tensors: Tensor) -> list[Tensor]:
     return [t.index_select(0, rows) for t in tensors]
 
 
+def merge_best(
+    scores: Tensor, new_scores: Tensor, tokens: Tensor, new_tokens: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(B, K) scores and (B, K, T) tokens, old and new -> the K best of both, and where each
+    came from in the old-then-new order (B, K)."""
+    best_scores, keep = torch.cat([scores, new_scores], dim=1).topk(scores.size(1), dim=1)
+    both = torch.cat([tokens, new_tokens], dim=1)  # (B, 2K, T)
+    return best_scores, both.gather(1, keep.unsqueeze(-1).expand(-1, -1, both.size(-1))), keep
+
+
 def merge_finished(
     finished: Finished, new_scores: Tensor, new_tokens: Tensor, new_attn: Tensor | None
 ) -> Finished:
     """Keep the K best of the old finished hypotheses and the new ones (-inf = not finished)."""
-    beam_size = finished.scores.size(1)
-    scores = torch.cat([finished.scores, new_scores], dim=1)  # (B, 2K)
-    best_scores, keep = scores.topk(beam_size, dim=1)  # (B, K)
-    tokens = torch.cat([finished.tokens, new_tokens], dim=1)  # (B, 2K, T)
-    tokens = tokens.gather(1, keep.unsqueeze(-1).expand(-1, -1, tokens.size(-1)))
+    best_scores, tokens, keep = merge_best(finished.scores, new_scores, finished.tokens, new_tokens)
     attn = None
     if finished.attn is not None and new_attn is not None:
         both = torch.cat([finished.attn, new_attn], dim=1)  # (B, 2K, T, S)
@@ -124,6 +130,28 @@ def keep_sentences(live: Tensor, beam_size: int) -> Tensor:
     """Row indices (A'*K,) of the beams of the sentences ``live`` (A',) in the flat layout."""
     offsets = torch.arange(beam_size, device=live.device)
     return (live.unsqueeze(1) * beam_size + offsets).reshape(-1)
+
+
+def next_beams(
+    cand: Candidates, done: Tensor, active: Tensor, beam_size: int, eos_id: int = EOS_ID
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """The best K candidates of each sentence that do not end become its beams, and the done
+    sentences leave the batch.
+
+    Returns the sentences still decoding (A',), their beams' scores (A', K), tokens (A'*K,) and
+    the rows they extend (A'*K,), and which of ``active`` stay (None: all of them).
+    """
+    base = (torch.arange(active.size(0), device=active.device) * beam_size).unsqueeze(1)
+    pick = live_choice(cand, beam_size, eos_id)  # (A, K)
+    scores = cand.scores.gather(1, pick)
+    token = cand.token.gather(1, pick).reshape(-1)  # (A*K,)
+    rows = (base + cand.beam.gather(1, pick)).reshape(-1)  # (A*K,)
+    live: Tensor | None = None
+    if bool(done.any()):
+        live = (~done).nonzero().squeeze(1)  # (A',)
+        keep = keep_sentences(live, beam_size)  # (A'*K,)
+        active, scores, token, rows = active[live], scores[live], token[keep], rows[keep]
+    return active, scores, token, rows, live
 
 
 def beam_search(
@@ -187,16 +215,10 @@ def beam_search(
         if bool(done.all()):
             break
 
-        # 2. The best K candidates that continue become the next beams ...
-        pick = live_choice(cand, beam_size)  # (A, K)
-        scores = cand.scores.gather(1, pick)
-        token = cand.token.gather(1, pick).reshape(-1)  # (A*K,)
-        rows = (base + cand.beam.gather(1, pick)).reshape(-1)  # (A*K,)
-        # 3. ... of the sentences that are not done; done sentences leave the batch.
-        if bool(done.any()):
-            live = (~done).nonzero().squeeze(1)  # (A',)
-            keep = keep_sentences(live, beam_size)  # (A'*K,)
-            active, scores, token, rows = active[live], scores[live], token[keep], rows[keep]
+        # 2. The best K candidates that continue become the next beams of the sentences that
+        # are not done; done sentences leave the batch.
+        active, scores, token, rows, live = next_beams(cand, done, active, beam_size)
+        if live is not None:
             enc = enc.select(live)
         state = state.select(rows)
         (history,) = reorder(rows, history)

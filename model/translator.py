@@ -18,7 +18,7 @@ from torch import nn
 
 from model.beam import beam_search
 from model.bundle import Bundle, load_bundle
-from model.compiled_greedy import CompiledGreedy
+from model.compiled_search import CompiledSearch
 from model.errors import DeviceError, InputTooLong, ModelError, TranslationFailed
 from model.search import DecodeOptions, Hypothesis, greedy_search
 from model.seq2seq import Seq2Seq
@@ -205,8 +205,8 @@ class Translator(ModelView):
         else:
             self.model = model.to(self.device)
             self.model.decoder.prepare_search()  # type: ignore[operator,union-attr]
-        # int8 on the CPU: greedy search's loop compiled (model/compiled_greedy.py).
-        self.compiled_greedy = CompiledGreedy.for_model(self.model)  # type: ignore[arg-type]
+        # int8 on the CPU: the search loops compiled (model/compiled_search.py).
+        self.compiled_search = CompiledSearch.for_model(self.model)  # type: ignore[arg-type]
         self.output_layer = (  # read once, only where a shortlist will restrict it
             OutputLayer(self.model.decoder.generator)  # type: ignore[union-attr,arg-type]
             if self.shortlist is not None
@@ -280,9 +280,8 @@ class Translator(ModelView):
             vocab = self.output_layer.restrict(self.shortlist.candidates(src))
         try:
             enc = model.encode(src, lens.to(self.device), vocab)
-            compiled = self.compiled_greedy
-            if options.beam_size == 1 and compiled is not None and not options.return_attention:
-                return compiled.search(enc, lens, options)
+            if self.compiled_search is not None and not options.return_attention:
+                return self.compiled_search.search(enc, lens, options)
             decode = greedy_search if options.beam_size == 1 else beam_search
             return decode(model, enc, lens.to(self.device), options)
         except torch.cuda.OutOfMemoryError:

@@ -1,5 +1,5 @@
-"""The TorchScript greedy loop: same tokens and scores as ``greedy_search`` on int8 models, and
-only for the models it covers."""
+"""The TorchScript search loops: the same tokens and scores as ``greedy_search`` and
+``beam_search`` on int8 models, and only for the models they cover."""
 
 from __future__ import annotations
 
@@ -9,8 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import DecodeOptions, Seq2Seq, Tokenizer, Translator, greedy_search, load_bundle
-from model.compiled_greedy import CompiledGreedy
+from model import (
+    DecodeOptions,
+    Seq2Seq,
+    Tokenizer,
+    Translator,
+    beam_search,
+    greedy_search,
+    load_bundle,
+)
+from model.compiled_search import CompiledSearch
 from model.shortlist import OutputLayer, Shortlist
 from model.translator import quantize_int8
 
@@ -24,7 +32,7 @@ def padded(tokenizer: Tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def some_ids_shortlist(vocab: int) -> Shortlist:
-    """Half the target ids: decoding must stay inside each sentence's columns."""
+    """Half the target ids: search must keep to each sentence's columns."""
     return Shortlist(torch.arange(0, vocab, 2), torch.full((vocab, 1), -1, dtype=torch.long))
 
 
@@ -36,9 +44,13 @@ def some_ids_shortlist(vocab: int) -> Shortlist:
         DecodeOptions(beam_size=1),
         DecodeOptions(beam_size=1, min_length=4, max_len_b=12),
         DecodeOptions(beam_size=1, max_length=3, length_penalty=0.0),
+        DecodeOptions(beam_size=4, n_best=3),
+        DecodeOptions(beam_size=3, min_length=4, max_len_b=12, length_penalty=1.0),
+        DecodeOptions(beam_size=2, max_length=3),
     ],
+    ids=["greedy", "greedy-min", "greedy-max", "beam4-nbest3", "beam3-min", "beam2-max"],
 )
-def test_compiled_loop_equals_greedy_search(
+def test_compiled_loops_equal_the_python_loops(
     make_model: Callable[..., Seq2Seq],
     tokenizer: Tokenizer,
     layers: int,
@@ -46,39 +58,46 @@ def test_compiled_loop_equals_greedy_search(
     options: DecodeOptions,
 ) -> None:
     model = quantize_int8(make_model(seed=3, decoder_layers=layers))
-    compiled = CompiledGreedy.for_model(model)  # type: ignore[arg-type]
+    compiled = CompiledSearch.for_model(model)  # type: ignore[arg-type]
     assert compiled is not None
     src, lens = padded(tokenizer)
     vocab = None
     if shortlist:
         candidates = some_ids_shortlist(tokenizer.tgt_vocab_size).candidates(src)
         vocab = OutputLayer(model.decoder.generator).restrict(candidates)  # type: ignore[union-attr,arg-type]
+    search = greedy_search if options.beam_size == 1 else beam_search
     with torch.inference_mode():
         enc = model.encode(src, lens, vocab)  # type: ignore[operator]
-        want = greedy_search(model, enc, lens, options)  # type: ignore[arg-type]
+        want = search(model, enc, lens, options)  # type: ignore[arg-type]
         got = compiled.search(enc, lens, options)
-    assert [h[0].token_ids for h in got] == [h[0].token_ids for h in want]
-    assert [h[0].score for h in got] == [h[0].score for h in want]  # the same kernels: exact
-    assert len({tuple(h[0].token_ids) for h in got}) > 1  # the sentences differ
+    assert [[h.token_ids for h in hyps] for hyps in got] == [
+        [h.token_ids for h in hyps] for hyps in want
+    ]
+    # The same kernels in the same order: exactly the same scores.
+    assert [[h.score for h in hyps] for hyps in got] == [[h.score for h in hyps] for hyps in want]
+    assert len({tuple(hyps[0].token_ids) for hyps in got}) > 1  # the sentences differ
+    assert all(len(hyps) == options.n_best for hyps in got)
 
 
 @pytest.mark.parametrize(
     "overrides", [{"input_feeding": True}, {"attention": "additive"}], ids=["feeding", "additive"]
 )
-def test_models_it_does_not_cover_keep_the_python_loop(
+def test_models_they_do_not_cover_keep_the_python_loops(
     make_model: Callable[..., Seq2Seq], overrides: dict[str, object]
 ) -> None:
-    assert CompiledGreedy.for_model(quantize_int8(make_model(**overrides))) is None  # type: ignore[arg-type]
+    model = quantize_int8(make_model(**overrides))
+    assert CompiledSearch.for_model(model) is None  # type: ignore[arg-type]
 
 
-def test_translator_compiles_greedy_for_int8_only(tiny_bundle: Path) -> None:
+@pytest.mark.parametrize("beam", [1, 3])
+def test_translator_compiles_search_for_int8_only(tiny_bundle: Path, beam: int) -> None:
     bundle = load_bundle(tiny_bundle)
-    assert Translator(bundle, quantize="none").compiled_greedy is None
+    assert Translator(bundle, quantize="none").compiled_search is None
     int8 = Translator(bundle, quantize="int8")
-    assert int8.compiled_greedy is not None
-    # Attention weights come from the Python loop, with the same tokens.
-    plain = int8.translate(SOURCES, DecodeOptions(beam_size=1))
-    with_attention = int8.translate(SOURCES, DecodeOptions(beam_size=1, return_attention=True))
+    assert int8.compiled_search is not None
+    # Attention weights come from the Python loops, with the same tokens.
+    plain = int8.translate(SOURCES, DecodeOptions(beam_size=beam))
+    with_attention = int8.translate(SOURCES, DecodeOptions(beam_size=beam, return_attention=True))
     for a, b in zip(plain, with_attention, strict=True):
         assert a.candidates[0].tokens == b.candidates[0].tokens
         assert a.candidates[0].attention is None and b.candidates[0].attention is not None

@@ -1,0 +1,286 @@
+"""Greedy and beam search loops compiled with TorchScript, for int8 models on the CPU.
+
+At the batch sizes a service forms (1-32 sentences) a search step is a few dozen small tensor
+operations whose dispatch from Python costs more than their arithmetic. TorchScript runs the
+same operations from C++, and releases the GIL while it does. The loops are ``greedy_search``
+and ``beam_search`` with ``Decoder.step`` written out once (``decoder_step``) for the layers
+``prepare_search(int8=True)`` makes, and they call beam search's own helpers, so tokens and
+scores are the same (tests/model/test_compiled_search.py). Models they do not cover
+(``CompiledSearch.for_model``) and requests for attention weights take the Python loops.
+``bench/decode.py --service-batches`` times both.
+"""
+
+import functools
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from model.beam import Finished, beam_rows, finalize, merge_best, next_beams, topk_flat
+from model.decoder import EncoderOutput
+from model.search import DecodeOptions, Hypothesis, collect_hypotheses, length_penalty
+from model.seq2seq import Seq2Seq
+from model.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+if TYPE_CHECKING:
+    PackedLinear = Any
+else:  # the type TorchScript needs for prepacked int8 weights
+    PackedLinear = torch.classes.quantized.LinearPackedParamsBase
+
+
+class Int8Decoder(NamedTuple):
+    """The decoder's search weights (``Decoder.prepare_search(int8=True)``)."""
+
+    input_gates: Tensor  # (V, 4H) the first layer's input side per target id
+    recurrent: PackedLinear  # the first layer's W_hh
+    upper_cells: list[PackedLinear]  # each further layer's [W_ih; W_hh]
+    combine: PackedLinear  # W_c of tanh(W_c [context; h])
+
+
+class SourceSide(NamedTuple):
+    """What every step reads of each sentence still decoding (rows: sentences)."""
+
+    keys_t: Tensor  # (B, H, S) attention keys, transposed for bmm
+    memory: Tensor  # (B, S, H)
+    padding: Tensor  # (B, 1, S) True at padding
+    columns: Tensor | None  # (B, C) with a shortlist: each sentence's positions in its union
+    sentence_ids: Tensor | None  # (B, C) the target ids of those positions
+
+
+def select_sentences(source: SourceSide, live: Tensor) -> SourceSide:
+    """The rows ``live`` of every per-sentence tensor (``EncoderOutput.select``)."""
+    columns, sentence_ids = source.columns, source.sentence_ids
+    return SourceSide(
+        source.keys_t.index_select(0, live),
+        source.memory.index_select(0, live),
+        source.padding.index_select(0, live),
+        None if columns is None else columns.index_select(0, live),
+        None if sentence_ids is None else sentence_ids.index_select(0, live),
+    )
+
+
+def decoder_step(
+    weights: Int8Decoder,
+    output: PackedLinear,
+    prev: Tensor,
+    hs: list[Tensor],
+    cs: list[Tensor],
+    source: SourceSide,
+) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """``Seq2Seq.decode_step``: (N,) previous tokens -> log-probs (N, C) and each layer's h, c.
+
+    N = B x K: rows ``b*K .. b*K+K-1`` belong to sentence b of ``source``; ``output`` scores
+    the shortlist's union (or the whole vocabulary when there is none).
+    """
+    rows, batch = prev.size(0), source.memory.size(0)
+    beam = rows // batch
+    ids, columns, sentence_ids = prev, source.columns, source.sentence_ids
+    if sentence_ids is not None:
+        ids = sentence_ids.gather(1, prev.view(batch, beam)).view(rows)
+    x = weights.input_gates.index_select(0, ids)  # (N, 4H)
+    next_hs: list[Tensor] = []
+    next_cs: list[Tensor] = []
+    for layer in range(len(hs)):
+        if layer == 0:
+            gates = torch.ops.quantized.linear_dynamic(hs[0], weights.recurrent, True).add_(x)
+        else:
+            cell = weights.upper_cells[layer - 1]
+            gates = torch.ops.quantized.linear_dynamic(torch.cat([x, hs[layer]], 1), cell, True)
+        in_gate, forget_gate, cell_gate, out_gate = gates.chunk(4, dim=1)
+        next_cs.append(forget_gate.sigmoid() * cs[layer] + in_gate.sigmoid() * cell_gate.tanh())
+        x = out_gate.sigmoid() * next_cs[layer].tanh()
+        next_hs.append(x)
+    scores = torch.bmm(x.view(batch, beam, -1), source.keys_t)
+    attention = torch.softmax(scores.masked_fill(source.padding, float("-inf")), dim=-1)
+    context = torch.bmm(attention, source.memory).view(rows, -1)  # (N, H)
+    both = torch.cat([context, x], dim=1)
+    vec = torch.tanh(torch.ops.quantized.linear_dynamic(both, weights.combine, True))
+    logits = torch.ops.quantized.linear_dynamic(vec, output, True)
+    if columns is not None:
+        union = logits.view(batch, beam, -1)
+        logits = union.gather(2, columns.unsqueeze(1).expand(-1, beam, -1)).view(rows, -1)
+    return torch.log_softmax(logits.float(), dim=-1), next_hs, next_cs
+
+
+def greedy_steps(
+    weights: Int8Decoder,
+    output: PackedLinear,
+    h0: Tensor,
+    c0: Tensor,
+    source: SourceSide,
+    limits: Tensor,
+    min_length: int,
+    bos_id: int,
+    eos_id: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``greedy_search``'s loop; returns, per (sentence, step) decoded, the sentence's row, the
+    step, the token and its log-prob, for ``collect_hypotheses``. h0, c0: (L, B, H). The token
+    ids come as arguments: TorchScript does not read module constants."""
+    batch = h0.size(1)
+    active = torch.arange(batch)  # (A,) sentences still decoding
+    prev = torch.full([batch], bos_id, dtype=torch.long)
+    hs, cs = list(h0.unbind(0)), list(c0.unbind(0))
+    rows: list[Tensor] = []
+    steps: list[Tensor] = []
+    tokens: list[Tensor] = []
+    log_probs: list[Tensor] = []
+    for t in range(int(limits.max())):
+        step_log_probs, hs, cs = decoder_step(weights, output, prev, hs, cs, source)
+        if t < min_length:
+            step_log_probs[:, eos_id] = float("-inf")
+        best, token = step_log_probs.max(dim=-1)
+        rows.append(active)
+        steps.append(torch.full_like(active, t))
+        tokens.append(token)
+        log_probs.append(best)
+        ended = token.eq(eos_id) | limits.le(t + 1)
+        if bool(ended.any()):
+            live = (~ended).nonzero().squeeze(1)
+            if live.numel() == 0:
+                break
+            active, token, limits = active[live], token[live], limits[live]
+            hs = [h.index_select(0, live) for h in hs]
+            cs = [c.index_select(0, live) for c in cs]
+            source = select_sentences(source, live)
+        prev = token
+    return torch.cat(rows), torch.cat(steps), torch.cat(tokens), torch.cat(log_probs)
+
+
+def beam_steps(
+    weights: Int8Decoder,
+    output: PackedLinear,
+    h0: Tensor,
+    c0: Tensor,
+    source: SourceSide,
+    max_lens: Tensor,
+    beam_size: int,
+    n_best: int,
+    min_length: int,
+    alpha: float,
+    bos_id: int,
+    eos_id: int,
+    pad_id: int,
+) -> tuple[Tensor, Tensor]:
+    """``beam_search``'s loop, step for step; returns the finished hypotheses' normalized
+    scores (B, K) and tokens (B, K, T), for ``finalize``. h0, c0: (L, B x K, H)."""
+    batch = max_lens.size(0)
+    steps = int(max_lens.max())
+    hs, cs = list(h0.unbind(0)), list(c0.unbind(0))
+    scores = torch.full([batch, beam_size], float("-inf"))
+    scores[:, 0] = 0.0  # at step 0 all beams are identical: only beam 0 expands
+    active = torch.arange(batch)
+    history = torch.full([batch * beam_size, steps], pad_id, dtype=torch.long)
+    finished_scores = torch.full([batch, beam_size], float("-inf"))
+    finished_tokens = torch.full([batch, beam_size, steps], pad_id, dtype=torch.long)
+    prev = torch.full([batch * beam_size], bos_id, dtype=torch.long)
+    for t in range(steps):
+        log_probs, hs, cs = decoder_step(weights, output, prev, hs, cs, source)
+        if t < min_length:
+            log_probs[:, eos_id] = float("-inf")
+        cand = topk_flat(scores, log_probs, 2 * beam_size)
+        n_active = active.size(0)
+        base = (torch.arange(n_active) * beam_size).unsqueeze(1)  # (A, 1)
+        # 1. Candidates among the top K that end here (or hit the length limit) are finished.
+        at_limit = (t + 1 >= max_lens[active]).unsqueeze(1)  # (A, 1)
+        top_scores = cand.scores[:, :beam_size]
+        top_rows = (base + cand.beam[:, :beam_size]).reshape(-1)
+        ends = (cand.token[:, :beam_size].eq(eos_id) | at_limit) & torch.isfinite(top_scores)
+        normalized = top_scores / length_penalty(torch.tensor(t + 1.0), alpha)
+        end_tokens = history[top_rows].view(n_active, beam_size, steps)  # (A, K, T)
+        end_tokens[:, :, t] = cand.token[:, :beam_size]
+        mine_scores, mine_tokens, _ = merge_best(
+            finished_scores[active],
+            normalized.masked_fill(~ends, float("-inf")),
+            finished_tokens[active],
+            end_tokens,
+        )
+        finished_scores[active], finished_tokens[active] = mine_scores, mine_tokens
+        n_finished = torch.isfinite(mine_scores).sum(dim=1)  # (A,)
+        done = (cand.token[:, 0].eq(eos_id) & (n_finished >= n_best)) | at_limit.squeeze(1)
+        if bool(done.all()):
+            break
+        # 2. The best K candidates that continue become the next beams of the sentences that
+        # are not done; done sentences leave the batch.
+        active, scores, token, rows, live = next_beams(cand, done, active, beam_size, eos_id)
+        if live is not None:
+            source = select_sentences(source, live)
+        hs = [h.index_select(0, rows) for h in hs]
+        cs = [c.index_select(0, rows) for c in cs]
+        history = history.index_select(0, rows)
+        history[:, t] = token
+        prev = token
+    return finished_scores, finished_tokens
+
+
+@functools.cache
+def _scripted() -> tuple[Any, Any]:
+    """Compiled on first use (well under a second), not at import."""
+    return torch.jit.script(greedy_steps), torch.jit.script(beam_steps)
+
+
+def _packed(layer: Any) -> Any:
+    """torch.ao dynamic int8 Linear -> its prepacked weights; None for anything else."""
+    packed = getattr(layer, "_packed_params", None)
+    return None if packed is None else packed._packed_params
+
+
+class CompiledSearch:
+    """Greedy and beam search through the compiled loops, for one int8-prepared model."""
+
+    def __init__(self, model: Seq2Seq) -> None:
+        decoder = model.decoder
+        assert decoder.step_weights is not None and decoder.input_gates is not None
+        recurrent, *upper_cells = decoder.step_weights
+        self.model = model
+        self.weights = Int8Decoder(
+            decoder.input_gates, recurrent, upper_cells, _packed(decoder.combine)
+        )
+        self.output = _packed(decoder.generator)
+        self.greedy_steps, self.beam_steps = _scripted()
+
+    @classmethod
+    def for_model(cls, model: Seq2Seq) -> "CompiledSearch | None":
+        """The compiled loops when ``model`` has what they cover: int8 layers from
+        ``quantize_int8`` (hence the CPU), no input feeding, ``dot``/``general`` attention."""
+        decoder = model.decoder
+        weights = decoder.step_weights
+        covered = (
+            weights is not None
+            and decoder.input_gates is not None
+            and all(isinstance(w, torch.ScriptObject) for w in weights)
+            and decoder.attention.kind in ("dot", "general")
+            and _packed(decoder.combine) is not None
+            and _packed(decoder.generator) is not None
+        )
+        return cls(model) if covered else None
+
+    def search(
+        self, enc: EncoderOutput, src_lens: Tensor, options: DecodeOptions
+    ) -> list[list[Hypothesis]]:
+        """``greedy_search`` or ``beam_search`` (by ``options.beam_size``), without attention."""
+        assert not options.return_attention
+        state = self.model.initial_state(enc)
+        vocab = enc.vocab
+        source = SourceSide(
+            enc.keys.transpose(1, 2),
+            enc.memory,
+            ~enc.mask.unsqueeze(1),
+            None if vocab is None else vocab.columns,
+            None if vocab is None else vocab.sentence_ids,
+        )
+        output = self.output if vocab is None else vocab.packed
+        limits = options.max_lengths(src_lens)
+        if options.beam_size == 1:
+            rows, steps, tokens, log_probs = self.greedy_steps(
+                self.weights, output, state.h, state.c, source, limits, options.min_length,
+                BOS_ID, EOS_ID,
+            )  # fmt: skip
+            return collect_hypotheses(rows, steps, tokens, log_probs, enc, src_lens, options)
+        repeat = beam_rows(src_lens.size(0), options.beam_size, src_lens.device)
+        scores, tokens = self.beam_steps(
+            self.weights, output, state.h.index_select(1, repeat), state.c.index_select(1, repeat),
+            source, limits, options.beam_size, options.n_best, options.min_length,
+            options.length_penalty, BOS_ID, EOS_ID, PAD_ID,
+        )  # fmt: skip
+        finished = Finished(scores, enc.target_ids(tokens), None)
+        return finalize(finished, src_lens, options.n_best)

@@ -40,7 +40,7 @@ class Int8Decoder(NamedTuple):
 class SourceSide(NamedTuple):
     """What every step reads of each sentence still decoding (rows: sentences)."""
 
-    keys_t: Tensor  # (B, H, S) attention keys, transposed for bmm
+    keys: Tensor  # (B, S, H) attention keys
     memory: Tensor  # (B, S, H)
     padding: Tensor  # (B, 1, S) True at padding
     columns: Tensor | None  # (B, C) with a shortlist: each sentence's positions in its union
@@ -51,7 +51,7 @@ def select_sentences(source: SourceSide, live: Tensor) -> SourceSide:
     """The rows ``live`` of every per-sentence tensor (``EncoderOutput.select``)."""
     columns, sentence_ids = source.columns, source.sentence_ids
     return SourceSide(
-        source.keys_t.index_select(0, live),
+        source.keys.index_select(0, live),
         source.memory.index_select(0, live),
         source.padding.index_select(0, live),
         None if columns is None else columns.index_select(0, live),
@@ -90,7 +90,7 @@ def decoder_step(
         next_cs.append(forget_gate.sigmoid() * cs[layer] + in_gate.sigmoid() * cell_gate.tanh())
         x = out_gate.sigmoid() * next_cs[layer].tanh()
         next_hs.append(x)
-    scores = torch.bmm(x.view(batch, beam, -1), source.keys_t)
+    scores = torch.bmm(x.view(batch, beam, -1), source.keys.transpose(1, 2))
     attention = torch.softmax(scores.masked_fill(source.padding, float("-inf")), dim=-1)
     context = torch.bmm(attention, source.memory).view(rows, -1)  # (N, H)
     both = torch.cat([context, x], dim=1)
@@ -262,7 +262,7 @@ class CompiledSearch:
         state = self.model.initial_state(enc)
         vocab = enc.vocab
         source = SourceSide(
-            enc.keys.transpose(1, 2),
+            enc.keys,
             enc.memory,
             ~enc.mask.unsqueeze(1),
             None if vocab is None else vocab.columns,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,12 @@ from model.compiled_search import CompiledSearch
 from model.shortlist import OutputLayer, Shortlist
 from model.translator import quantize_int8
 
+ENGLISH = (
+    "a man woman dog child people two three young old red blue shirt is are riding walking "
+    "playing standing sitting in on at the with of street water ball bike beach park near "
+    "front group his her while"
+)
+SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "models" / "en-de-multi30k"
 SOURCES = ["ba de gi ko", "lu ma ne", "pi ra se tu ba ko lu", "ko", "ne ne ne ma ra"]
 
 
@@ -101,3 +108,27 @@ def test_translator_compiles_search_for_int8_only(tiny_bundle: Path, beam: int) 
     for a, b in zip(plain, with_attention, strict=True):
         assert a.candidates[0].tokens == b.candidates[0].tokens
         assert a.candidates[0].attention is None and b.candidates[0].attention is not None
+
+
+@pytest.fixture(scope="module")
+def shipped_int8() -> Translator:
+    return Translator(load_bundle(SHIPPED_MODEL), quantize="int8")
+
+
+@pytest.mark.parametrize("beam", [1, 5])
+def test_compiled_loops_are_exact_with_the_shipped_model(
+    shipped_int8: Translator, beam: int
+) -> None:
+    """At the real sizes (hidden 256, shortlists of hundreds of ids, batches of ~100) matmul
+    kernels depend on their operands' memory layout: the compiled loops must hand them the
+    same layouts as the Python loops (a transposed copy of the keys changed 6 of these 256)."""
+    rng = random.Random(0)
+    lines = [" ".join(rng.choices(ENGLISH.split(), k=rng.randint(3, 22))) + " ." for _ in range(256)]
+    options = DecodeOptions(beam_size=beam)
+    compiled = shipped_int8.translate(lines, options)
+    keep, shipped_int8.compiled_search = shipped_int8.compiled_search, None
+    try:
+        python = shipped_int8.translate(lines, options)
+    finally:
+        shipped_int8.compiled_search = keep
+    assert [(r.text, r.score) for r in compiled] == [(r.text, r.score) for r in python]

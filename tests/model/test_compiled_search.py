@@ -122,8 +122,8 @@ def test_compiled_loops_are_exact_with_the_shipped_model(
     """At the real sizes (hidden 256, shortlists of hundreds of ids, batches of ~100) matmul
     kernels depend on their operands' memory layout: the compiled loops must hand them the
     same layouts as the Python loops (a transposed copy of the keys changed 6 of these 256)."""
-    rng = random.Random(0)
-    lines = [" ".join(rng.choices(ENGLISH.split(), k=rng.randint(3, 22))) + " ." for _ in range(256)]
+    rng, words = random.Random(0), ENGLISH.split()
+    lines = [" ".join(rng.choices(words, k=rng.randint(3, 22))) + " ." for _ in range(256)]
     options = DecodeOptions(beam_size=beam)
     compiled = shipped_int8.translate(lines, options)
     keep, shipped_int8.compiled_search = shipped_int8.compiled_search, None

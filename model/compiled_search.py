@@ -11,6 +11,8 @@ scores are the same (tests/model/test_compiled_search.py). Models they do not co
 """
 
 import functools
+import logging
+import warnings
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
@@ -21,6 +23,8 @@ from model.decoder import EncoderOutput
 from model.search import DecodeOptions, Hypothesis, collect_hypotheses, length_penalty
 from model.seq2seq import Seq2Seq
 from model.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     PackedLinear = Any
@@ -213,9 +217,17 @@ def beam_steps(
 
 
 @functools.cache
-def _scripted() -> tuple[Any, Any]:
-    """Compiled on first use (well under a second), not at import."""
-    return torch.jit.script(greedy_steps), torch.jit.script(beam_steps)
+def scripted_loops() -> tuple[Any, Any]:
+    """Compiled on first use (well under a second), not at import.
+
+    torch 2.13 marks ``torch.jit.script`` deprecated in favour of ``torch.compile`` and
+    ``torch.export``; neither serves here: inductor made a float step slower on this CPU
+    (bench/README.md, stop 14) and export does not take loops whose exit depends on the data.
+    If a later torch drops TorchScript, ``CompiledSearch.for_model`` falls back to Python.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.script(greedy_steps), torch.jit.script(beam_steps)
 
 
 def _packed(layer: Any) -> Any:
@@ -236,7 +248,7 @@ class CompiledSearch:
             decoder.input_gates, recurrent, upper_cells, _packed(decoder.combine)
         )
         self.output = _packed(decoder.generator)
-        self.greedy_steps, self.beam_steps = _scripted()
+        self.greedy_steps, self.beam_steps = scripted_loops()
 
     @classmethod
     def for_model(cls, model: Seq2Seq) -> "CompiledSearch | None":
@@ -252,7 +264,13 @@ class CompiledSearch:
             and _packed(decoder.combine) is not None
             and _packed(decoder.generator) is not None
         )
-        return cls(model) if covered else None
+        if not covered:
+            return None
+        try:
+            return cls(model)
+        except Exception:  # noqa: BLE001 - any failure to compile leaves the Python loops
+            log.warning("search loops not compiled; using the Python loops", exc_info=True)
+            return None
 
     def search(
         self, enc: EncoderOutput, src_lens: Tensor, options: DecodeOptions

@@ -19,7 +19,7 @@ from model import (
     greedy_search,
     load_bundle,
 )
-from model.compiled_search import CompiledSearch
+from model.compiled_search import CompiledSearch, scripted_loops
 from model.shortlist import OutputLayer, Shortlist
 from model.translator import quantize_int8
 
@@ -132,3 +132,19 @@ def test_compiled_loops_are_exact_with_the_shipped_model(
     finally:
         shipped_int8.compiled_search = keep
     assert [(r.text, r.score) for r in compiled] == [(r.text, r.score) for r in python]
+
+
+def test_a_torch_without_torchscript_falls_back_to_the_python_loops(
+    tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_torchscript(fn: object) -> object:
+        raise RuntimeError("TorchScript is not available")
+
+    scripted_loops.cache_clear()
+    monkeypatch.setattr(torch.jit, "script", no_torchscript)
+    try:
+        translator = Translator(load_bundle(tiny_bundle), quantize="int8")
+        assert translator.compiled_search is None
+        assert translator.translate(SOURCES, DecodeOptions(beam_size=2))[0].candidates
+    finally:
+        scripted_loops.cache_clear()  # compile again with the real torch.jit.script

@@ -135,8 +135,8 @@ def greedy_search(
     counts = torch.tensor([active.numel() for active, _, _ in history], device=device)
     steps_of = torch.arange(len(history), device=device).repeat_interleave(counts)
     tokens = torch.cat([token for _, token, _ in history])
-    log_probs = torch.cat([best for _, _, best in history])
-    return collect_hypotheses(rows, steps_of, tokens, log_probs, whole, src_lens, options, attn)
+    chosen = torch.cat([best for _, _, best in history])  # each token's log-prob
+    return collect_hypotheses(rows, steps_of, tokens, chosen, whole, src_lens, options, attn)
 
 
 def collect_hypotheses(

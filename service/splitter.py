@@ -106,7 +106,7 @@ def _cut(sentence: str, fits: Callable[[str], bool]) -> Split:
 
 def _is_boundary(text: str, ws_start: int, ws_end: int) -> bool:
     """Whether the whitespace run text[ws_start:ws_end] ends a sentence."""
-    if any(ch in _LINE_BREAKS for ch in text[ws_start:ws_end]):
+    if not _LINE_BREAKS.isdisjoint(text[ws_start:ws_end]):
         return True
     if text[ws_start - 1] not in _ENDERS:  # most runs follow a plain word: skip the regex
         return False

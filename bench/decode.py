@@ -328,21 +328,46 @@ def achieved_gflops(row: Row, cfg: ModelConfig, src_len: float) -> float:
     return 2 * macs / row.seconds / 1e9
 
 
+def time_parts(
+    translator: Translator, batches: list[list[list[int]]], options: DecodeOptions
+) -> tuple[float, float, float, int]:
+    """Seconds in the encoder, the shortlist and the search over ``batches``, and the steps run
+    (each batch's longest hypothesis + EOS)."""
+    for ids in batches[:3]:
+        translator.decode_ids(ids, options)  # warm-up
+    encoder_s = shortlist_s = total_s = 0.0
+    steps = 0
+    with torch.inference_mode():
+        for ids in batches:
+            src = torch.nn.utils.rnn.pad_sequence([torch.tensor(i) for i in ids], True)
+            started = time.perf_counter()
+            translator.model.encoder(src, torch.tensor([len(i) for i in ids]))
+            encoded = time.perf_counter()
+            if translator.shortlist is not None and translator.output_layer is not None:
+                translator.output_layer.restrict(translator.shortlist.candidates(src))
+            listed = time.perf_counter()
+            hypotheses = translator.decode_ids(ids, options)  # encodes and lists again
+            encoder_s += encoded - started
+            shortlist_s += listed - encoded
+            total_s += time.perf_counter() - listed
+            steps += 1 + max(len(h[0].token_ids) for h in hypotheses)
+    return encoder_s, shortlist_s, total_s - encoder_s - shortlist_s, steps
+
+
 def service_batches(
     translator: Translator, lines: list[str], sizes: list[int], beam_size: int = 1
 ) -> None:
     """Search on unsorted batches of random sentences, as the service forms them: the encoder
     and the batch's shortlist (candidates and output rows) timed apart from the search, with
     the steps the search ran (as many as its longest sentence needs). Where the translator has
-    the compiled search loops (int8), the same batches also run the Python loop."""
+    the compiled search loops (int8), the same batches also run the Python loops."""
     rng = random.Random(0)
     options = DecodeOptions(beam_size=beam_size)
-    threads = torch.get_num_threads()
     compiled = translator.compiled_search
     loops = {"compiled": compiled, "python": None} if compiled is not None else {"python": None}
     print(
         f"batch  loop      encoder ms  shortlist ms  search ms  steps  us/step  ms/sentence   "
-        f"({threads} threads, beam {beam_size})"
+        f"({torch.get_num_threads()} threads, beam {beam_size})"
     )
     for size in sizes:
         batches = [
@@ -351,25 +376,8 @@ def service_batches(
         ]
         for name, loop in loops.items():
             translator.compiled_search = loop
-            for ids in batches[:3]:
-                translator.decode_ids(ids, options)  # warm-up
-            encoder_s = shortlist_s = total_s = 0.0
-            steps = 0
-            with torch.inference_mode():
-                for ids in batches:
-                    src = torch.nn.utils.rnn.pad_sequence([torch.tensor(i) for i in ids], True)
-                    started = time.perf_counter()
-                    translator.model.encoder(src, torch.tensor([len(i) for i in ids]))
-                    encoded = time.perf_counter()
-                    if translator.shortlist is not None and translator.output_layer is not None:
-                        translator.output_layer.restrict(translator.shortlist.candidates(src))
-                    listed = time.perf_counter()
-                    hypotheses = translator.decode_ids(ids, options)  # encodes and lists again
-                    encoder_s += encoded - started
-                    shortlist_s += listed - encoded
-                    total_s += time.perf_counter() - listed
-                    steps += 1 + max(len(h[0].token_ids) for h in hypotheses)
-            search_s, n = total_s - encoder_s - shortlist_s, len(batches)
+            encoder_s, shortlist_s, search_s, steps = time_parts(translator, batches, options)
+            n, total_s = len(batches), encoder_s + shortlist_s + search_s
             print(
                 f"{size:>5}  {name:<8} {1000 * encoder_s / n:>11.2f}"
                 f" {1000 * shortlist_s / n:>13.2f} {1000 * search_s / n:>10.2f}"

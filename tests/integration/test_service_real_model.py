@@ -102,3 +102,36 @@ def test_a_worker_that_cannot_load_fails_start_up_with_the_reason(tmp_path: Path
     settings = Settings(models=[tmp_path], device="cpu", model_workers=2)
     with pytest.raises(RuntimeError, match="model worker 0 failed to start: BundleError"):
         WorkerPool(tmp_path, settings, DecodeOptions())
+
+
+@pytest.mark.parametrize(("beam", "n_best"), [(1, 1), (3, 2)])
+def test_int8_compiled_search_serves_awkward_inputs(
+    tiny_bundle: Path, beam: int, n_best: int
+) -> None:
+    """The service on CPU runs int8 through the compiled search loops: empty, whitespace-only,
+    emoji, control characters, other scripts, one very long word and many sentences in one
+    text all come back 200, one entry per input, layout kept."""
+    texts = ["", "  \n ", "😀🎉", "\x07ba\x00 de", "日本語", "ba" * 400, "ba de. Ko lu.\n\nMa ne!"]
+    settings = Settings(models=[tiny_bundle], device="cpu", quantize="int8")
+    app = create_app(settings)
+
+    async def scenario() -> list[dict[str, object]]:
+        async with app.router.lifespan_context(app):
+            (loaded,) = app.state.service.registry
+            assert loaded.translator.compiled_search is not None
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                body = {"texts": texts, "beam_size": beam, "n_best": n_best}
+                response = await client.post("/v1/translate", json=body)
+                assert response.status_code == 200, response.text
+                translations: list[dict[str, object]] = response.json()["translations"]
+                return translations
+
+    translations = asyncio.run(scenario())
+    assert len(translations) == len(texts)
+    assert [t["text"] for t in translations[:2]] == ["", "  \n "]  # nothing to translate
+    assert all(t["text"] for t in translations[2:])
+    last = str(translations[-1]["text"])
+    assert last.count("\n\n") == 1 and not last.startswith(" ")
+    if n_best > 1:
+        assert all(len(t["alternatives"]) == n_best - 1 for t in translations[2:])  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from model.beam import Finished, beam_rows, finalize, merge_best, next_beams, to
 from model.decoder import EncoderOutput
 from model.search import DecodeOptions, Hypothesis, collect_hypotheses, length_penalty
 from model.seq2seq import Seq2Seq
+from model.step_kernels import int8_weights
 from model.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 log = logging.getLogger(__name__)
@@ -230,12 +231,6 @@ def scripted_loops() -> tuple[Any, Any]:
         return torch.jit.script(greedy_steps), torch.jit.script(beam_steps)
 
 
-def _packed(layer: Any) -> Any:
-    """torch.ao dynamic int8 Linear -> its prepacked weights; None for anything else."""
-    packed = getattr(layer, "_packed_params", None)
-    return None if packed is None else packed._packed_params
-
-
 class CompiledSearch:
     """Greedy and beam search through the compiled loops, for one int8-prepared model."""
 
@@ -245,9 +240,9 @@ class CompiledSearch:
         recurrent, *upper_cells = decoder.step_weights
         self.model = model
         self.weights = Int8Decoder(
-            decoder.input_gates, recurrent, upper_cells, _packed(decoder.combine)
+            decoder.input_gates, recurrent, upper_cells, int8_weights(decoder.combine)
         )
-        self.output = _packed(decoder.generator)
+        self.output = int8_weights(decoder.generator)
         self.greedy_steps, self.beam_steps = scripted_loops()
 
     @classmethod
@@ -261,8 +256,8 @@ class CompiledSearch:
             and decoder.input_gates is not None
             and all(isinstance(w, torch.ScriptObject) for w in weights)
             and decoder.attention.kind in ("dot", "general")
-            and _packed(decoder.combine) is not None
-            and _packed(decoder.generator) is not None
+            and int8_weights(decoder.combine) is not None
+            and int8_weights(decoder.generator) is not None
         )
         if not covered:
             return None

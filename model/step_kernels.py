@@ -27,14 +27,21 @@ def linear(x: Tensor, layer: nn.Module) -> Tensor:
     """``layer(x)`` for (N, in) ``x``; ``layer`` may be nn.Linear or torch.ao's dynamic int8
     Linear, whose kernel is called directly: the module's call costs 13 us more per step
     than the kernel (38 against 25 us at batch 1 on the dev machine)."""
-    packed = getattr(layer, "_packed_params", None)
+    packed = int8_weights(layer)
     if packed is not None:  # the arguments torch.ao's Linear.forward passes on x86 CPUs
-        out: Tensor = torch.ops.quantized.linear_dynamic(x, packed._packed_params, True)
+        out: Tensor = torch.ops.quantized.linear_dynamic(x, packed, True)
         return out
     if not isinstance(layer, nn.Linear):
         out = layer(x)
         return out
     return matmul(x, layer.weight, layer.bias)
+
+
+def int8_weights(layer: nn.Module) -> Any:
+    """torch.ao's dynamic int8 Linear -> its prepacked weights, the argument of
+    ``torch.ops.quantized.linear_dynamic``; None for any other layer."""
+    packed = getattr(layer, "_packed_params", None)
+    return None if packed is None else packed._packed_params
 
 
 def matmul(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:

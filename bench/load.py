@@ -19,6 +19,8 @@ the CPU cores the server and this load generator used (they share the machine). 
 `--offline BUNDLE`, each run is preceded by an offline timing of the same model on the same
 sentences (as `bench/decode.py` times "batched"), and the row ends with it and the run's
 fraction of it: on a shared machine whose speed drifts, the ratio is only fair within one run.
+Give the `--run`s in rounds (A, B, A, B, ...): the last lines are each label's medians and the
+first label's requests/s over each other's, round by round, with their median.
 
 Two clients: `--client httpx` (httpx.AsyncClient) and `--client streams` (the default), a
 keep-alive HTTP/1.1 client of a few lines on asyncio streams. Both send the same requests and
@@ -447,6 +449,42 @@ HEADERS = [
 ]
 
 
+def rounds_summary(results: list[RunResult]) -> list[str]:
+    """Lines comparing repeated, interleaved runs: each label's median requests/s (and fraction
+    of offline), and the first label's requests/s over each other label's, round by round.
+
+    Round k holds the k-th run of every label, measured minutes apart, so their ratio is the
+    fair one on a machine whose speed drifts; the median of the rounds is the figure to quote.
+    Empty unless there are two labels or a label was run twice.
+    """
+    by_label: dict[str, list[RunResult]] = {}
+    for result in results:
+        by_label.setdefault(result.label, []).append(result)
+    if len(by_label) < 2 and len(results) < 2:
+        return []
+    lines = []
+    for label, runs in by_label.items():
+        rates = [r.requests_per_s for r in runs]
+        line = f"{label}: median {statistics.median(rates):.1f} req/s over {len(runs)} run(s)"
+        fractions = [r.of_offline for r in runs if r.of_offline is not None]
+        if fractions:
+            line += f", median {statistics.median(fractions):.3f} of offline"
+        lines.append(line)
+    first, *others = by_label
+    for other in others:
+        ratios = [
+            a.requests_per_s / b.requests_per_s
+            for a, b in zip(by_label[first], by_label[other], strict=False)
+            if b.requests_per_s > 0
+        ]
+        if ratios:
+            shown = ", ".join(f"{r:.2f}" for r in ratios)
+            lines.append(
+                f"{first} / {other} by round: {shown}; median {statistics.median(ratios):.2f}x"
+            )
+    return lines
+
+
 def print_table(results: list[RunResult], header: bool = True) -> None:
     if header:
         print(" ".join(fmt.format(h) for h, (_, fmt) in zip(HEADERS, COLUMNS, strict=True)))
@@ -504,6 +542,8 @@ def main(argv: list[str] | None = None) -> None:
     results = asyncio.run(main_async(args))
     if not args.serve:
         print_table(results)
+    for line in rounds_summary(results):
+        print(line)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
 

@@ -455,13 +455,13 @@ def rounds_summary(results: list[RunResult]) -> list[str]:
 
     Round k holds the k-th run of every label, measured minutes apart, so their ratio is the
     fair one on a machine whose speed drifts; the median of the rounds is the figure to quote.
-    Empty unless there are two labels or a label was run twice.
+    Empty for a single run.
     """
+    if len(results) < 2:
+        return []
     by_label: dict[str, list[RunResult]] = {}
     for result in results:
         by_label.setdefault(result.label, []).append(result)
-    if len(by_label) < 2 and len(results) < 2:
-        return []
     lines = []
     for label, runs in by_label.items():
         rates = [r.requests_per_s for r in runs]

@@ -20,7 +20,13 @@ from torch import Tensor
 
 from model.beam import Finished, beam_rows, finalize, merge_best, next_beams, topk_flat
 from model.decoder import EncoderOutput
-from model.search import DecodeOptions, Hypothesis, collect_hypotheses, length_penalty
+from model.search import (
+    DecodeOptions,
+    Hypothesis,
+    ban_early_eos,
+    collect_hypotheses,
+    length_penalty,
+)
 from model.seq2seq import Seq2Seq
 from model.step_kernels import int8_weights
 from model.tokenizer import BOS_ID, EOS_ID, PAD_ID
@@ -131,9 +137,7 @@ def greedy_steps(
     log_probs: list[Tensor] = []
     for t in range(int(limits.max())):
         step_log_probs, hs, cs = decoder_step(weights, output, prev, hs, cs, source)
-        if t < min_length:
-            step_log_probs[:, eos_id] = float("-inf")
-        best, token = step_log_probs.max(dim=-1)
+        best, token = ban_early_eos(step_log_probs, t, min_length, eos_id).max(dim=-1)
         rows.append(active)
         steps.append(torch.full_like(active, t))
         tokens.append(token)
@@ -180,9 +184,7 @@ def beam_steps(
     prev = torch.full([batch * beam_size], bos_id, dtype=torch.long)
     for t in range(steps):
         log_probs, hs, cs = decoder_step(weights, output, prev, hs, cs, source)
-        if t < min_length:
-            log_probs[:, eos_id] = float("-inf")
-        cand = topk_flat(scores, log_probs, 2 * beam_size)
+        cand = topk_flat(scores, ban_early_eos(log_probs, t, min_length, eos_id), 2 * beam_size)
         n_active = active.size(0)
         base = (torch.arange(n_active) * beam_size).unsqueeze(1)  # (A, 1)
         # 1. Candidates among the top K that end here (or hit the length limit) are finished.

@@ -78,10 +78,10 @@ def length_penalty(lengths: Tensor, alpha: float) -> Tensor:
     return ((5.0 + lengths.float()) / 6.0) ** alpha
 
 
-def ban_early_eos(log_probs: Tensor, step: int, min_length: int) -> Tensor:
+def ban_early_eos(log_probs: Tensor, step: int, min_length: int, eos_id: int = EOS_ID) -> Tensor:
     """Forbid EOS before ``min_length`` target tokens."""
     if step < min_length:
-        log_probs[:, EOS_ID] = float("-inf")
+        log_probs[:, eos_id] = float("-inf")
     return log_probs
 
 

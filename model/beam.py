@@ -154,6 +154,32 @@ def next_beams(
     return active, scores, token, rows, live
 
 
+def ending_candidates(
+    cand: Candidates,
+    history: Tensor,
+    at_limit: Tensor,
+    t: int,
+    beam_size: int,
+    alpha: float,
+    eos_id: int = EOS_ID,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Step t's candidates among each sentence's top K that end the sentence (EOS, or its
+    length limit: ``at_limit`` (A, 1)).
+
+    Returns their length-normalized scores, -inf for the candidates that go on (A, K), their
+    tokens with the history of the rows they extend (A, K, T), and those rows (A*K,).
+    """
+    n_active = cand.scores.size(0)
+    base = (torch.arange(n_active, device=cand.scores.device) * beam_size).unsqueeze(1)  # (A, 1)
+    top_scores = cand.scores[:, :beam_size]
+    top_rows = (base + cand.beam[:, :beam_size]).reshape(-1)
+    ends = (cand.token[:, :beam_size].eq(eos_id) | at_limit) & torch.isfinite(top_scores)
+    normalized = top_scores / length_penalty(torch.tensor(t + 1.0), alpha)
+    end_tokens = history[top_rows].view(n_active, beam_size, history.size(1))  # (A, K, T)
+    end_tokens[:, :, t] = cand.token[:, :beam_size]
+    return normalized.masked_fill(~ends, float("-inf")), end_tokens, top_rows
+
+
 def beam_search(
     model: StepModel, enc: EncoderOutput, src_lens: Tensor, options: DecodeOptions
 ) -> list[list[Hypothesis]]:
@@ -183,18 +209,12 @@ def beam_search(
         log_probs, state = model.decode_step(prev, state, enc)  # (A*K, V)
         cand = topk_flat(scores, ban_early_eos(log_probs, t, options.min_length), 2 * beam_size)
         n_active = active.size(0)
-        base = (torch.arange(n_active, device=device) * beam_size).unsqueeze(1)  # (A, 1)
 
         # 1. Candidates among the top K that end here (or hit the length limit) are finished.
         at_limit = (t + 1 >= max_lens[active]).unsqueeze(1)  # (A, 1)
-        top_scores, top_rows = (
-            cand.scores[:, :beam_size],
-            (base + cand.beam[:, :beam_size]).reshape(-1),
+        end_scores, end_tokens, top_rows = ending_candidates(
+            cand, history, at_limit, t, beam_size, options.length_penalty
         )
-        ends = (cand.token[:, :beam_size].eq(EOS_ID) | at_limit) & torch.isfinite(top_scores)
-        normalized = top_scores / length_penalty(torch.tensor(t + 1.0), options.length_penalty)
-        end_tokens = history[top_rows].view(n_active, beam_size, steps)  # (A, K, T)
-        end_tokens[:, :, t] = cand.token[:, :beam_size]
         end_attn = None
         if attn_hist is not None:
             end_attn = attn_hist[top_rows].view(n_active, beam_size, steps, src_width)
@@ -204,9 +224,7 @@ def beam_search(
             finished.tokens[active],
             finished.attn[active] if finished.attn is not None else None,
         )
-        mine = merge_finished(
-            mine, normalized.masked_fill(~ends, float("-inf")), end_tokens, end_attn
-        )
+        mine = merge_finished(mine, end_scores, end_tokens, end_attn)
         finished.scores[active], finished.tokens[active] = mine.scores, mine.tokens
         if finished.attn is not None and mine.attn is not None:
             finished.attn[active] = mine.attn

@@ -18,14 +18,21 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 from torch import Tensor
 
-from model.beam import Finished, beam_rows, finalize, merge_best, next_beams, topk_flat
+from model.beam import (
+    Finished,
+    beam_rows,
+    ending_candidates,
+    finalize,
+    merge_best,
+    next_beams,
+    topk_flat,
+)
 from model.decoder import EncoderOutput
 from model.search import (
     DecodeOptions,
     Hypothesis,
     ban_early_eos,
     collect_hypotheses,
-    length_penalty,
 )
 from model.seq2seq import Seq2Seq
 from model.step_kernels import int8_weights
@@ -185,21 +192,13 @@ def beam_steps(
     for t in range(steps):
         log_probs, hs, cs = decoder_step(weights, output, prev, hs, cs, source)
         cand = topk_flat(scores, ban_early_eos(log_probs, t, min_length, eos_id), 2 * beam_size)
-        n_active = active.size(0)
-        base = (torch.arange(n_active) * beam_size).unsqueeze(1)  # (A, 1)
         # 1. Candidates among the top K that end here (or hit the length limit) are finished.
         at_limit = (t + 1 >= max_lens[active]).unsqueeze(1)  # (A, 1)
-        top_scores = cand.scores[:, :beam_size]
-        top_rows = (base + cand.beam[:, :beam_size]).reshape(-1)
-        ends = (cand.token[:, :beam_size].eq(eos_id) | at_limit) & torch.isfinite(top_scores)
-        normalized = top_scores / length_penalty(torch.tensor(t + 1.0), alpha)
-        end_tokens = history[top_rows].view(n_active, beam_size, steps)  # (A, K, T)
-        end_tokens[:, :, t] = cand.token[:, :beam_size]
+        end_scores, end_tokens, _ = ending_candidates(
+            cand, history, at_limit, t, beam_size, alpha, eos_id
+        )
         mine_scores, mine_tokens, _ = merge_best(
-            finished_scores[active],
-            normalized.masked_fill(~ends, float("-inf")),
-            finished_tokens[active],
-            end_tokens,
+            finished_scores[active], end_scores, finished_tokens[active], end_tokens
         )
         finished_scores[active], finished_tokens[active] = mine_scores, mine_tokens
         n_finished = torch.isfinite(mine_scores).sum(dim=1)  # (A,)

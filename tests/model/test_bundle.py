@@ -91,8 +91,9 @@ def test_round_trip_gives_identical_weights_and_translations(
             assert [c.text for c in result.candidates] == [
                 tokenizer.decode_target(h.token_ids) for h in hyps
             ]
+            # Float32 sums in another order (the compiled loop) may differ in the last bit.
             assert [c.score for c in result.candidates] == pytest.approx(
-                [h.score for h in hyps], abs=1e-6
+                [h.score for h in hyps], rel=1e-6, abs=1e-6
             )
 
 

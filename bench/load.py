@@ -12,8 +12,10 @@ Starting the server itself, once per `--run` (env overrides), e.g. batching on v
         --serve --run default --run nobatch:NMT_MAX_BATCH_SIZE=1 --clients 32 --duration 60
 
 Prints one row per run: requests/s, sentences/s, p50/p95/p99 latency, errors, and the server's
-RSS after start-up and at the end, with its peak (VmHWM), read from /proc/PID/status and summed
-over the server and its model worker processes. Then, to show where the time went during the
+RSS after start-up (RSS0), a tenth of the way into the measured load (RSS10%, sampled every
+second: the server is warm by then, so RSS1 - RSS10% is what a long run grew) and at the end
+(RSS1), with its peak (VmHWM), read from /proc/PID/status and summed over the server and its
+model worker processes. Then, to show where the time went during the
 measured load: the mean batch size and model time per batch (from the server's /metrics), and
 the CPU cores the server and this load generator used (they share the machine). With
 `--offline BUNDLE`, each run is preceded by an offline timing of the same model on the same
@@ -47,6 +49,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlparse
 
 import httpx
@@ -71,6 +74,7 @@ class RunResult:
     rss_start_mb: float | None
     rss_end_mb: float | None
     rss_peak_mb: float | None
+    rss_warm_mb: float | None = None  # a tenth of the way into the measured load
     mean_batch: float | None = None  # sentences per batch during the measured load
     batch_ms: float | None = None  # model time per batch
     server_cores: float | None = None  # server CPU seconds per second
@@ -88,6 +92,34 @@ class Probe:
     compute_s: float = 0.0
     server_cpu_s: float | None = None
     client_cpu_s: float = 0.0
+
+
+class Load(NamedTuple):
+    """What `run_load` measured."""
+
+    latencies: list[float]  # of successful requests, s
+    requests: int  # sent
+    errors: int
+    elapsed: float  # s
+    before: Probe
+    after: Probe
+    rss_samples: list[tuple[float, float]]  # (s into the measured load, server RSS MiB)
+
+
+def rss_at(samples: list[tuple[float, float]], seconds: float) -> float | None:
+    """The first RSS sample taken at or after `seconds` (None when there is none)."""
+    return next((rss for at, rss in samples if at >= seconds), None)
+
+
+async def sample_rss(
+    pid: int | None, started: float, every: float, out: list[tuple[float, float]]
+) -> None:
+    """Append (seconds since `started`, RSS MiB) of the server every `every` s until cancelled."""
+    while pid is not None:
+        rss, _ = proc_memory_mb(pid)
+        if rss is not None:
+            out.append((time.monotonic() - started, rss))
+        await asyncio.sleep(every)
 
 
 async def probe(client: httpx.AsyncClient, pid: int | None) -> Probe:
@@ -214,9 +246,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 async def run_load(
     url: str, sentences: list[str], args: argparse.Namespace, pid: int | None
-) -> tuple[list[float], int, int, float, Probe, Probe]:
-    """(latencies of successful requests in s, requests sent, errors, elapsed seconds, and
-    the probes before and after)."""
+) -> Load:
     latencies: list[float] = []
     counter = itertools.count()
     errors = 0
@@ -259,21 +289,24 @@ async def run_load(
         before = await probe(client, pid)
         started = time.monotonic()
         stop = started + args.duration
+        rss_samples: list[tuple[float, float]] = []
+        sampler = asyncio.create_task(sample_rss(pid, started, args.rss_every, rss_samples))
         await asyncio.gather(*(client_loop(client, stop, True) for _ in range(args.clients)))
         elapsed = time.monotonic() - started
+        sampler.cancel()
         after = await probe(client, pid)
-    return latencies, len(latencies) + errors, errors, elapsed, before, after
+    return Load(latencies, len(latencies) + errors, errors, elapsed, before, after, rss_samples)
 
 
 def summarize(
     label: str,
     args: argparse.Namespace,
-    load: tuple[list[float], int, int, float, Probe, Probe],
+    load: Load,
     rss_start: float | None,
     rss_end: float | None,
     rss_peak: float | None,
 ) -> RunResult:
-    latencies, requests, errors, elapsed, before, after = load
+    latencies, requests, errors, elapsed, before, after, rss_samples = load
     ordered = sorted(latencies)
     batches = after.batches - before.batches
     server_cpu = None
@@ -294,6 +327,7 @@ def summarize(
         rss_start_mb=_round(rss_start),
         rss_end_mb=_round(rss_end),
         rss_peak_mb=_round(rss_peak),
+        rss_warm_mb=_round(rss_at(rss_samples, elapsed / 10)),
         mean_batch=_round((after.sentences - before.sentences) / batches) if batches else None,
         batch_ms=_round(1000 * (after.compute_s - before.compute_s) / batches) if batches else None,
         server_cores=_round(server_cpu, 2),
@@ -417,6 +451,7 @@ COLUMNS = [
     ("p99_ms", "{:>8}"),
     ("errors", "{:>6}"),
     ("rss_start_mb", "{:>9}"),
+    ("rss_warm_mb", "{:>9}"),
     ("rss_end_mb", "{:>9}"),
     ("rss_peak_mb", "{:>9}"),
     ("mean_batch", "{:>6}"),
@@ -438,6 +473,7 @@ HEADERS = [
     "p99 ms",
     "errors",
     "RSS0 MiB",
+    "RSS10%",
     "RSS1 MiB",
     "peak MiB",
     "batch",
@@ -518,6 +554,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=30.0, help="seconds of measured load")
     p.add_argument("--max-requests", type=int, default=1_000_000, help="cap on measured requests")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load first")
+    p.add_argument("--rss-every", type=float, default=1.0, help="server RSS sampling period, s")
     p.add_argument("--beam", type=int, default=1, help="beam_size per request (1 = greedy)")
     p.add_argument("--timeout", type=float, default=60.0, help="per-request client timeout, s")
     p.add_argument("--startup-timeout", type=float, default=300.0, help="wait for /ready, s")

@@ -1,18 +1,7 @@
 """bench/load.py's summary of interleaved runs: the figures quoted for the service's floors."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-_spec = importlib.util.spec_from_file_location(
-    "bench_load", Path(__file__).resolve().parents[2] / "bench" / "load.py"
-)
-assert _spec is not None and _spec.loader is not None
-load = importlib.util.module_from_spec(_spec)
-sys.modules["bench_load"] = load  # dataclasses resolve their annotations through it
-_spec.loader.exec_module(load)
+from load_script import load
 
 
 def run(label: str, req_s: float, of_offline: float | None = None) -> "load.RunResult":

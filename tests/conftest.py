@@ -115,3 +115,13 @@ def tiny_bundle(
     out = tmp_path_factory.mktemp("bundles") / "tiny"
     metadata = {"model_id": "tiny-test", "source_lang": "xx", "target_lang": "yy"}
     return save_bundle(out, tiny_model, tokenizer, metadata=metadata)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``gpu`` tests run only where CUDA is: CI has none, a lent GPU machine does."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA; this machine has no GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

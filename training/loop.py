@@ -214,6 +214,7 @@ def save_checkpoint(
     batches: BatchIterator,
     cfg: TrainConfig,
     machine: dict[str, Any],
+    scaler: torch.amp.GradScaler | None = None,
 ) -> None:
     checkpoint.atomic_save(
         {
@@ -226,6 +227,8 @@ def save_checkpoint(
             "rng": checkpoint.rng_state(),
             "train_config": config_to_dict(cfg),
             "hardware": machine,
+            # fp16's loss scale: a resumed run must not restart from 65536 and skip steps
+            "scaler": scaler.state_dict() if scaler is not None else None,
         },
         path,
     )
@@ -237,12 +240,15 @@ def restore(
     optimizer: torch.optim.Optimizer,
     schedule: LRSchedule,
     batches: BatchIterator,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> TrainState:
     saved = checkpoint.load(path)
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     schedule.load_state_dict(saved["schedule"])
     batches.load_state_dict(saved["batches"])
+    if scaler is not None and saved.get("scaler"):  # none before the first fp16 step
+        scaler.load_state_dict(saved["scaler"])
     checkpoint.set_rng_state(saved["rng"])
     state = TrainState(**saved["state"])
     log.info("resumed from %s at step %d", path, state.step)
@@ -320,13 +326,15 @@ def train(
         info.world_size,
         accumulate=cfg.optim.accumulate,
     )
-    state = (
-        restore(resume_from, model, optimizer, schedule, batches) if resume_from else TrainState()
-    )
-    wrapped: nn.Module = DistributedDataParallel(model) if info.enabled else model
     scaler = (
         torch.amp.GradScaler("cuda") if cfg.loop.amp == "fp16" and device.type == "cuda" else None
     )
+    state = (
+        restore(resume_from, model, optimizer, schedule, batches, scaler)
+        if resume_from
+        else TrainState()
+    )
+    wrapped: nn.Module = DistributedDataParallel(model) if info.enabled else model
     signals, metrics = StopSignal(), MetricsLog(run_dir, info.is_main)
     progress = tqdm(
         total=cfg.loop.max_steps, initial=state.step, disable=not info.is_main, unit="step"
@@ -336,7 +344,7 @@ def train(
 
     def save(path: Path) -> None:
         if info.is_main:
-            save_checkpoint(path, model, optimizer, schedule, state, batches, cfg, machine)
+            save_checkpoint(path, model, optimizer, schedule, state, batches, cfg, machine, scaler)
             checkpoint.prune(ckpt_dir, cfg.loop.keep_last)
 
     # A resumed run that already reached a limit stops before taking another step.

@@ -35,9 +35,9 @@ async def translate(client: httpx.AsyncClient, text: str, beam: int) -> tuple[st
     return entry["text"], entry["score"]
 
 
-def run_concurrency(bundle: Path, beam: int, workers: int = 0) -> None:
+def run_concurrency(bundle: Path, beam: int, workers: int = 0, device: str = "cpu") -> None:
     settings = Settings(
-        models=[bundle], device="cpu", quantize="none", max_wait_ms=50.0, model_workers=workers
+        models=[bundle], device=device, quantize="none", max_wait_ms=50.0, model_workers=workers
     )
     app = create_app(settings)
 
@@ -47,7 +47,7 @@ def run_concurrency(bundle: Path, beam: int, workers: int = 0) -> None:
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
                 assert (await client.get("/ready")).status_code == 200
                 (info,) = (await client.get("/v1/models")).json()["models"]
-                assert info["workers"] == workers
+                assert (info["workers"], info["device"]) == (workers, device)
                 alone = [await translate(client, s, beam) for s in SENTENCES]
                 before = (await client.get("/metrics")).text
                 together = await asyncio.gather(*(translate(client, s, beam) for s in SENTENCES))
@@ -96,6 +96,18 @@ def test_a_dead_model_worker_fails_requests_cleanly_and_unreadies(tiny_bundle: P
 
 def test_64_concurrent_beam_requests_match_one_by_one(tiny_bundle: Path) -> None:
     run_concurrency(tiny_bundle, beam=4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("beam", [1, 4])
+def test_64_concurrent_requests_on_cuda_match_one_by_one(tiny_bundle: Path, beam: int) -> None:
+    run_concurrency(tiny_bundle, beam=beam, device="cuda")
+
+
+@pytest.mark.gpu
+def test_model_worker_processes_on_cuda(tiny_bundle: Path) -> None:
+    """Spawned workers each initialise CUDA themselves (a forked CUDA context would not work)."""
+    run_concurrency(tiny_bundle, beam=1, workers=2, device="cuda")
 
 
 def test_a_worker_that_cannot_load_fails_start_up_with_the_reason(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ the CPU cores the server and this load generator used (they share the machine). 
 `--offline BUNDLE`, each run is preceded by an offline timing of the same model on the same
 sentences (as `bench/decode.py` times "batched"), and the row ends with it and the run's
 fraction of it: on a shared machine whose speed drifts, the ratio is only fair within one run.
+With `--server-cpus 0-1` on a machine with more cores, the server and the offline timing run
+on those CPUs alone and the load generator on the rest, so the two no longer share cores.
 Give the `--run`s in rounds (A, B, A, B, ...): the last lines are each label's medians and the
 first label's requests/s over each other's, round by round, with their median.
 
@@ -345,6 +347,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def parse_cpus(spec: str) -> set[int]:
+    """'0-1,4' -> {0, 1, 4}, as taskset -c reads a CPU list."""
+    cpus: set[int] = set()
+    try:
+        for part in spec.split(","):
+            first, dash, last = part.partition("-")
+            start, end = int(first), int(last if dash else first)
+            if end < start:
+                raise ValueError(part)
+            cpus.update(range(start, end + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a CPU list such as 0-1,4, got {spec!r}"
+        ) from None
+    return cpus
+
+
 def parse_run(spec: str) -> tuple[str, dict[str, str]]:
     """'label:KEY=VAL,KEY=VAL' or 'default' -> (label, env)."""
     label, _, assignments = spec.partition(":")
@@ -379,7 +398,11 @@ async def serve_and_load(
     url = f"http://127.0.0.1:{port}"
     full_env = {**os.environ, **env, "NMT_HOST": "127.0.0.1", "NMT_PORT": str(port)}
     full_env.setdefault("NMT_LOG_LEVEL", "warning")
+    if args.server_cpus:
+        full_env.setdefault("NMT_THREADS", str(len(args.server_cpus)))
     proc = subprocess.Popen([sys.executable, "-m", "service"], env=full_env)
+    if args.server_cpus:  # before the server imports torch: its threads inherit the mask
+        os.sched_setaffinity(proc.pid, args.server_cpus)
     try:
         await wait_ready(url, proc, args.startup_timeout)
         rss_start, _ = proc_memory_mb(proc.pid)
@@ -394,17 +417,25 @@ async def serve_and_load(
     return summarize(label, args, load, rss_start, rss_end, rss_peak)
 
 
-def offline_rate(model: Path, sentences: list[str], beam: int, batch_tokens: int) -> float:
+def offline_rate(
+    model: Path, sentences: list[str], beam: int, batch_tokens: int, env: dict[str, str]
+) -> float:
     """Sentences/s of `model` translating `sentences` offline: length-sorted batches of
-    `batch_tokens` (bench/decode.py's "batched"), int8 on CPU as the service runs it, all cores,
-    median of 3. Measured in this process just before a run, while no server is up, so the
-    service/offline ratio is taken within one run of a noisy machine."""
+    `batch_tokens` (bench/decode.py's "batched"), on the device and precision the run's server
+    gets from NMT_DEVICE and NMT_QUANTIZE (their defaults: auto, so int8 on CPU), on every core
+    this process may use, median of 3. Measured in this process just before a run, while no
+    server is up, so the service/offline ratio is taken within one run of a noisy machine."""
     import torch  # only with --offline: the load generator itself stays light
 
     from model import DecodeOptions, Translator
 
-    torch.set_num_threads(os.cpu_count() or 1)
-    translator = Translator.from_dir(model, quantize="auto", batch_tokens=batch_tokens)
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    translator = Translator.from_dir(
+        model,
+        device=env.get("NMT_DEVICE", "auto"),
+        quantize=env.get("NMT_QUANTIZE", "auto"),
+        batch_tokens=batch_tokens,
+    )
     options = DecodeOptions(beam_size=beam)
     translator.translate(sentences[:8], options)  # warm-up
     times = []
@@ -425,11 +456,19 @@ async def main_async(args: argparse.Namespace) -> list[RunResult]:
         rss_end, rss_peak = proc_memory_mb(args.pid)
         return [summarize("external", args, load, rss_start, rss_end, rss_peak)]
     results = []
+    load_cpus = os.sched_getaffinity(0) - set(args.server_cpus or ())
     for spec in args.run or ["default"]:
         label, env = parse_run(spec)
         offline = None
         if args.offline:
-            offline = offline_rate(args.offline, sentences, args.beam, args.offline_batch_tokens)
+            if args.server_cpus:  # offline gets the cores the server will get
+                os.sched_setaffinity(0, args.server_cpus)
+            run_env = {**os.environ, **env}
+            offline = offline_rate(
+                args.offline, sentences, args.beam, args.offline_batch_tokens, run_env
+            )
+        if args.server_cpus:
+            os.sched_setaffinity(0, load_cpus)
         result = await serve_and_load(label, env, sentences, args)
         if offline is not None:
             result.offline_per_s = round(offline, 1)
@@ -566,11 +605,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(sentences/s) and print the run's sentences/s as a fraction of it",
     )
     p.add_argument("--offline-batch-tokens", type=int, default=8192, help="offline batch budget")
+    p.add_argument(
+        "--server-cpus",
+        type=parse_cpus,
+        metavar="LIST",
+        help="with --serve, on a machine with cores to spare: run the server (and the offline "
+        "timing) on these CPUs only, e.g. 0-1, and this load generator on the others",
+    )
     p.add_argument("--api-key", help="sent as X-API-Key")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
     if args.clients < 1 or args.duration <= 0 or args.duration > 3600:
         p.error("need --clients >= 1 and 0 < --duration <= 3600")
+    if args.server_cpus:
+        allowed = os.sched_getaffinity(0)
+        if not args.server_cpus < allowed:
+            p.error(
+                f"--server-cpus must be a proper subset of the CPUs this process may use "
+                f"({sorted(allowed)}), leaving some for the load generator"
+            )
     return args
 
 

@@ -80,8 +80,9 @@ def warm_up(run: TranslateFn, options: DecodeOptions, path: Path) -> None:
 
 
 def threads_per_worker(settings: Settings) -> int:
-    """NMT_THREADS (default: the CPU cores) shared out among the workers, at least one each."""
-    total = settings.threads or os.cpu_count() or 1
+    """NMT_THREADS (default: the CPU cores this process may run on, which a cpuset or taskset
+    can make fewer than the machine's) shared out among the workers, at least one each."""
+    total = settings.threads or len(os.sched_getaffinity(0))
     return max(1, total // max(1, settings.model_workers))
 
 

@@ -6,7 +6,10 @@
 #   3. bench/decode.py on CUDA (the float model, greedy and beam 5, batch 1 and batched);
 #   4. bench/load.py against a server on CUDA: batching on vs off, greedy and beam 5.
 # Usage: bash bench/gpu_checks.sh DATA_DIR LOG_DIR  (DATA_DIR holds test_2016_flickr.en.gz)
-# Run from the repository root with the package installed (`make setup`, or pip install -e .).
+# Run from the repository root with the package and its serve extra installed (`make setup`, or
+# `pip install -e .[serve]`; on a machine without a package registry, wheels brought along:
+# `pip install --no-index --no-deps --target DIR *.whl`, PYTHONPATH=DIR, then
+# `pip install --no-index --no-deps --no-build-isolation -e .`). STEP names in SKIP are skipped.
 set -u
 data=${1:?DATA_DIR}
 logs=${2:?LOG_DIR}

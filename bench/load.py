@@ -617,6 +617,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.clients < 1 or args.duration <= 0 or args.duration > 3600:
         p.error("need --clients >= 1 and 0 < --duration <= 3600")
+    if args.server_cpus and not args.serve:
+        p.error("--server-cpus needs --serve: it pins the server this script starts")
     if args.server_cpus:
         allowed = os.sched_getaffinity(0)
         if not args.server_cpus < allowed:

@@ -247,7 +247,7 @@ def restore(
     optimizer.load_state_dict(saved["optimizer"])
     schedule.load_state_dict(saved["schedule"])
     batches.load_state_dict(saved["batches"])
-    if scaler is not None and saved.get("scaler"):  # none before the first fp16 step
+    if scaler is not None and saved.get("scaler"):  # absent from runs that were not fp16
         scaler.load_state_dict(saved["scaler"])
     checkpoint.set_rng_state(saved["rng"])
     state = TrainState(**saved["state"])

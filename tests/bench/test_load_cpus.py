@@ -32,3 +32,6 @@ def test_the_server_cannot_take_every_cpu(
     with pytest.raises(SystemExit):
         load.parse_args([*SENTENCES, "--server-cpus", "1-2"])
     assert load.parse_args([*SENTENCES, "--server-cpus", "1"]).server_cpus == {1}
+    with pytest.raises(SystemExit):
+        load.parse_args(["--sentences", "x.txt", "--server-cpus", "1"])  # no server to pin
+    assert "needs --serve" in capsys.readouterr().err

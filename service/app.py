@@ -83,6 +83,7 @@ async def load_models(state: ServiceState, factory: TranslatorFactory) -> None:
     metadata).
     """
     settings = state.settings
+    loop = asyncio.get_running_loop()
     for path in settings.models:
         logger.info("loading model from %s", path)
         workers = settings.model_workers if factory is load_translator else 0
@@ -96,12 +97,16 @@ async def load_models(state: ServiceState, factory: TranslatorFactory) -> None:
             run = pool.translate
             logger.info("model %s: %d worker processes", translator.model_id, workers)
         else:
-            translator = in_process = await asyncio.to_thread(factory, path, settings)
+            model_thread = state.model_thread  # the only thread that touches this model
+            translator = in_process = await loop.run_in_executor(
+                model_thread, factory, path, settings
+            )
             defaults = default_options(translator, settings.max_beam)
             run = inference_runner(in_process)
-            await asyncio.to_thread(warm_up, run, defaults, path)
+            await loop.run_in_executor(model_thread, warm_up, run, defaults, path)
         batcher = Batcher(
             run,
+            executor=None if workers else state.model_thread,
             concurrency=max(1, workers),
             max_batch_size=settings.max_batch_size,
             max_batch_tokens=settings.max_batch_tokens,
@@ -130,6 +135,7 @@ async def stop_models(state: ServiceState) -> None:
     await asyncio.gather(*(loaded.batcher.close(timeout) for loaded in state.registry))
     for pool in state.worker_pools:
         await asyncio.to_thread(pool.close)
+    state.model_thread.shutdown(wait=False)
 
 
 def _on_model_error(state: ServiceState, exc: BaseException) -> None:

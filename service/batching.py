@@ -35,6 +35,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
@@ -156,7 +157,7 @@ def pop_stale(queue: deque[Entry], now: float) -> tuple[list[Entry], list[Entry]
 class Batcher:
     """Queue + worker for one translator. `start()` inside a running event loop."""
 
-    translate: TranslateFn  # runs in a worker thread, `concurrency` batches at a time
+    translate: TranslateFn  # runs in `executor`'s threads, `concurrency` batches at a time
     max_batch_size: int = 64
     max_batch_tokens: int = 16384
     max_wait_ms: float = 5.0
@@ -164,6 +165,7 @@ class Batcher:
     concurrency: int = 1  # batches computed at once: one per model worker process
     observer: BatchObserver = field(default_factory=_NoObserver)
     on_error: Callable[[BaseException], None] = lambda exc: None  # sees every model failure
+    executor: Executor | None = None  # None: asyncio's default thread pool
 
     def __post_init__(self) -> None:
         self._queue: deque[Entry] = deque()
@@ -332,8 +334,8 @@ class Batcher:
 
     async def _translate_batch(self, batch: list[Entry], started: float) -> None:
         try:
-            results = await asyncio.to_thread(
-                self.translate, [e.text for e in batch], batch[0].options
+            results = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.translate, [e.text for e in batch], batch[0].options
             )
             if len(results) != len(batch):
                 raise RuntimeError(f"translator gave {len(results)} results for {len(batch)} texts")

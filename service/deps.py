@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, cast
 
@@ -11,6 +12,7 @@ from starlette.requests import ClientDisconnect
 
 from service.errors import ApiError
 from service.metrics import Metrics
+from service.model_thread import model_thread_executor
 from service.registry import ModelRegistry
 from service.settings import Settings
 
@@ -29,6 +31,8 @@ class ServiceState:
     draining: bool = False  # shutting down
     failure: str | None = None  # an unrecoverable model error (e.g. DeviceError)
     worker_pools: list[WorkerPool] = field(default_factory=list)  # NMT_MODEL_WORKERS > 0
+    # Loads, warms up and runs every in-process model (service/model_thread.py).
+    model_thread: ThreadPoolExecutor = field(default_factory=model_thread_executor)
 
     @property
     def ready(self) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from run_helpers import write_yaml
-from test_resume import assert_same_weights, final_checkpoint
+from test_resume import assert_same_weights, final_checkpoint, whole_and_resumed
 
 from model import Translator
 from model.cli import main as nmt
@@ -31,15 +31,7 @@ def cuda_loop(**loop: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("amp", ["none", "bf16", "fp16"])
 def test_resume_on_cuda_continues_exactly(make_config: MakeConfig, amp: str) -> None:
     """12 steps in one go == 6 steps, stop, resume to 12, with dropout, validation and autocast."""
-    model = {"dropout": 0.3}
-    full = make_config("full", model=model, loop=cuda_loop(amp=amp, max_steps=12))
-    train(full)
-    train(make_config("split", model=model, loop=cuda_loop(amp=amp, max_steps=6)))
-    second = make_config("split", model=model, loop=cuda_loop(amp=amp, max_steps=12))
-    train(second, resume=True)
-
-    want, got = final_checkpoint(full), final_checkpoint(second)
-    assert got["state"] == want["state"] | {"elapsed": got["state"]["elapsed"]}
+    want, got, _ = whole_and_resumed(make_config, model={"dropout": 0.3}, loop=cuda_loop(amp=amp))
     assert_same_weights(want["model"], got["model"])
     assert all(math.isfinite(float(p.abs().sum())) for p in got["model"].values())
     assert got["hardware"]["device"] == "cuda" and got["hardware"]["gpu"]

@@ -35,27 +35,36 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
     assert not different, f"parameters differ: {different}"
 
 
+def whole_and_resumed(
+    make_config: MakeConfig, **sections: Any
+) -> tuple[dict[str, Any], dict[str, Any], TrainConfig]:
+    """The final checkpoints of 12 steps in one go and of 6 steps, stop, resume to 12, whose
+    counters must agree (all but the time taken), and the resumed run's config."""
+
+    def config(run: str, steps: int) -> TrainConfig:
+        return make_config(run, **{**sections, "loop": {**sections["loop"], "max_steps": steps}})
+
+    full = config("full", 12)
+    train(full)
+    first = config("split", 6)
+    train(first)
+    assert final_checkpoint(first)["state"]["step"] == 6
+    second = config("split", 12)
+    train(second, resume=True)
+    want, got = final_checkpoint(full), final_checkpoint(second)
+    assert got["state"] == want["state"] | {"elapsed": got["state"]["elapsed"]}
+    return want, got, second
+
+
 def test_resume_continues_exactly_with_dropout(make_config: MakeConfig) -> None:
     """2N steps in one go == N steps, stop, resume to 2N: bit-identical weights (dropout on).
 
     Validation runs at step N in both, and the run crosses an epoch boundary (8 batches per
     epoch), so RNG, optimizer, schedule, batch position and counters must all be restored.
     """
-    sections: dict[str, Any] = {
-        "model": {"dropout": 0.3},
-        "loop": {"save_every": 100, "valid_every": 6},
-    }
-    full = make_config("full", **{**sections, "loop": {**sections["loop"], "max_steps": 12}})
-    train(full)
-
-    first = make_config("split", **{**sections, "loop": {**sections["loop"], "max_steps": 6}})
-    train(first)
-    assert final_checkpoint(first)["state"]["step"] == 6
-    second = make_config("split", **{**sections, "loop": {**sections["loop"], "max_steps": 12}})
-    train(second, resume=True)
-
-    want, got = final_checkpoint(full), final_checkpoint(second)
-    assert got["state"] == want["state"] | {"elapsed": got["state"]["elapsed"]}
+    want, got, second = whole_and_resumed(
+        make_config, model={"dropout": 0.3}, loop={"save_every": 100, "valid_every": 6}
+    )
     assert got["state"]["step"] == 12 and got["batches"]["epoch"] >= 1
     assert_same_weights(want["model"], got["model"])
     assert_same_weights(want["optimizer"]["state"][0], got["optimizer"]["state"][0])

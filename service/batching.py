@@ -224,6 +224,8 @@ class Batcher:
         deadline = asyncio.timeout(timeout_s)
         try:
             async with deadline:
+                if len(futures) == 1:  # most requests: no gather to build
+                    return [await futures[0]]
                 return list(await asyncio.gather(*futures))
         except TimeoutError:
             if not deadline.expired():

@@ -28,6 +28,10 @@ _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 _WHITESPACE = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019\u00bb)\]]*$")
 _ENDERS = frozenset(".!?\u2026\"'\u201d\u2019\u00bb)]")  # last character of _SENTENCE_END
+# Where a boundary could be: whitespace after a sentence ender, or a line break.
+_MAY_END = re.compile(
+    f"[{re.escape(''.join(sorted(_ENDERS)))}]\\s|[{re.escape(''.join(sorted(_LINE_BREAKS)))}]"
+)
 _OPENERS = frozenset("\"'\u201c\u2018\u201e\u00ab([\u00bf\u00a1")
 # Words before a full stop that usually do not end a sentence (English and German), lowercased.
 _ABBREVIATIONS = frozenset(
@@ -51,6 +55,12 @@ class Split:
 
 def split(text: str) -> Split:
     """Cut `text` into sentences; see the module docstring for the rule."""
+    if text and not (text[0].isspace() or text[-1].isspace() or _MAY_END.search(text)):
+        return Split([text], ["", ""])  # most requests: one sentence, no boundary to test
+    return _split_at_boundaries(text)
+
+
+def _split_at_boundaries(text: str) -> Split:
     sentences: list[str] = []
     separators = [""]
     pos = 0  # where the current sentence starts

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.splitter import fit, join, split
+from service.splitter import _split_at_boundaries, fit, join, split
 
 # Text built from sentence-ish pieces and every kind of whitespace, plus arbitrary text.
 _pieces = st.sampled_from(
@@ -26,6 +26,12 @@ def test_join_of_pieces_and_separators_is_the_input(text: str) -> None:
     parts = split(text)
     assert len(parts.separators) == len(parts.sentences) + 1
     assert join(parts, parts.sentences) == text
+
+
+@relaxed
+@given(st.one_of(layout_text, any_text, st.sampled_from(["Hi. You", "a\x1cb", "x.)\u2029y"])))
+def test_one_sentence_shortcut_agrees_with_the_rule(text: str) -> None:
+    assert split(text) == _split_at_boundaries(text)
 
 
 @relaxed

@@ -23,6 +23,7 @@ from service.batching import Batcher, BatcherCrashed, TranslateFn
 from service.body_limit import BodyLimitMiddleware, max_body_bytes
 from service.deps import ServiceState
 from service.errors import install_handlers
+from service.gc_tuning import tune_garbage_collector
 from service.metrics import Metrics, MetricsMiddleware
 from service.model_workers import (
     WorkerPool,
@@ -123,6 +124,7 @@ async def load_models(state: ServiceState, factory: TranslatorFactory) -> None:
             translator.source_lang,
             translator.target_lang,
         )
+    tune_garbage_collector()
     state.loaded = True
     state.metrics.ready.set(1)
 

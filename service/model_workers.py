@@ -28,6 +28,7 @@ from typing import Any
 
 from model import DecodeOptions, DeviceError, Result
 from service.batching import TranslateFn
+from service.gc_tuning import tune_garbage_collector
 from service.registry import ModelDescription, TranslatorLike
 from service.settings import Settings
 
@@ -182,6 +183,7 @@ def _serve(connection: Connection, path: Path, settings: Settings, options: Deco
     except Exception as exc:  # noqa: BLE001 - reported to the server, which fails start-up
         connection.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
+    tune_garbage_collector()  # as the server does once loaded
     connection.send(("ready", None))
     with contextlib.suppress(EOFError):
         _answer_until_stopped(connection, run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from fastapi.testclient import TestClient
 from service_fakes import SIGNATURE, FakeTranslator, make_app, make_settings
 
 from service.app import create_app
+from service.gc_tuning import YOUNGEST_THRESHOLD
 from service.settings import Settings
 
 
@@ -31,6 +33,15 @@ def test_ready_only_between_startup_and_shutdown() -> None:
         assert running.get("/ready").json() == {"status": "ready", "models": ["fake-en-de"]}
     draining = client.get("/ready")
     assert draining.status_code == 503 and draining.json()["error"]["code"] == "draining"
+
+
+def test_what_startup_loaded_is_frozen_out_of_garbage_collection() -> None:
+    gc.unfreeze()
+    app = make_app()
+    with TestClient(app):
+        assert gc.get_freeze_count() > 0
+        assert gc.is_tracked(app.state.service) and app.state.service not in gc.get_objects()
+        assert gc.get_threshold()[0] == YOUNGEST_THRESHOLD
 
 
 def test_startup_warms_up_each_model() -> None:

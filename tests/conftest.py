@@ -7,8 +7,9 @@ unit tests never depend on a trained model or on files outside the repository.
 
 from __future__ import annotations
 
+import gc
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,17 @@ def tiny_bundle(
     out = tmp_path_factory.mktemp("bundles") / "tiny"
     metadata = {"model_id": "tiny-test", "source_lang": "xx", "target_lang": "yy"}
     return save_bundle(out, tiny_model, tokenizer, metadata=metadata)
+
+
+@pytest.fixture(autouse=True)
+def _unfreeze_gc() -> Iterator[None]:
+    """A started service freezes what it loaded out of the GC's view and raises its threshold
+    (service/gc_tuning.py); service and integration tests start many in this one process, so
+    undo both after each test."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator
 
 import pytest
@@ -19,13 +18,3 @@ def fake() -> FakeTranslator:
 def client(fake: FakeTranslator) -> Iterator[TestClient]:
     with TestClient(make_app(fake)) as c:
         yield c
-
-
-@pytest.fixture(autouse=True)
-def _unfreeze_gc() -> Iterator[None]:
-    """Apps freeze what they loaded out of the GC's view and raise its threshold
-    (service/gc_tuning.py); this test process builds many, so undo both after each test."""
-    thresholds = gc.get_threshold()
-    yield
-    gc.unfreeze()
-    gc.set_threshold(*thresholds)

@@ -36,7 +36,6 @@ def test_ready_only_between_startup_and_shutdown() -> None:
 
 
 def test_what_startup_loaded_is_frozen_out_of_garbage_collection() -> None:
-    gc.unfreeze()
     app = make_app()
     with TestClient(app):
         assert gc.get_freeze_count() > 0

@@ -18,7 +18,7 @@ from torch import nn
 
 from model.beam import beam_search
 from model.bundle import Bundle, load_bundle
-from model.compiled_search import CompiledSearch
+from model.compiled_search import CompiledSearch, script_encoder
 from model.errors import DeviceError, InputTooLong, ModelError, TranslationFailed
 from model.search import DecodeOptions, Hypothesis, greedy_search
 from model.seq2seq import Seq2Seq
@@ -207,6 +207,11 @@ class Translator(ModelView):
             self.model.decoder.prepare_search()  # type: ignore[operator,union-attr]
         # int8 on the CPU: the search loops compiled (model/compiled_search.py).
         self.compiled_search = CompiledSearch.for_model(self.model)  # type: ignore[arg-type]
+        if self.compiled_search is not None:  # and the encoder with them
+            # Inference only: TorchScript must not plan for autograd when called outside
+            # inference mode (its plan would then fail on inference tensors).
+            self.model.requires_grad_(False)
+            self.model.encoder = script_encoder(self.model.encoder)  # type: ignore[arg-type]
         self.output_layer = (  # read once, only where a shortlist will restrict it
             OutputLayer(self.model.decoder.generator)  # type: ignore[union-attr,arg-type]
             if self.shortlist is not None
@@ -218,12 +223,12 @@ class Translator(ModelView):
         options = options or DecodeOptions()
         results: list[Result | None] = [None] * len(texts)
         parts = [split_whitespace(t) for t in texts]
+        with_text = [i for i, (_, core, _) in enumerate(parts) if core]
+        for i in set(range(len(texts))).difference(with_text):
+            results[i] = Result((Candidate("", 0.0, ()),))
+        encoded = self.tokenizer.encode_sources([parts[i][1] for i in with_text])
         pending: list[tuple[int, list[int]]] = []
-        for i, (_, core, _) in enumerate(parts):
-            if not core:
-                results[i] = Result((Candidate("", 0.0, ()),))
-                continue
-            ids = self.tokenizer.encode_source(core)
+        for i, ids in zip(with_text, encoded, strict=True):
             if len(ids) > self.max_input_tokens:
                 results[i] = Result((), error=InputTooLong(len(ids), self.max_input_tokens, i))
             else:
@@ -269,10 +274,12 @@ class Translator(ModelView):
         self, batch_ids: list[list[int]], options: DecodeOptions
     ) -> list[list[Hypothesis]]:
         """Search over already-encoded source ids (each ending in EOS)."""
-        lens = torch.tensor([len(ids) for ids in batch_ids])
-        src = torch.full((len(batch_ids), int(lens.max())), PAD_ID, dtype=torch.long)
-        for row, ids in enumerate(batch_ids):
-            src[row, : len(ids)] = torch.tensor(ids)
+        # One tensor from padded lists, not a copy per row: every torch call releases the GIL,
+        # and in a server each one may wait for the event loop to hand it back.
+        widths = [len(ids) for ids in batch_ids]
+        longest = max(widths)
+        lens = torch.tensor(widths)
+        src = torch.tensor([ids + [PAD_ID] * (longest - len(ids)) for ids in batch_ids])
         model: Seq2Seq = self.model  # type: ignore[assignment]
         src = src.to(self.device)
         vocab = None

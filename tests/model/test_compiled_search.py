@@ -19,7 +19,7 @@ from model import (
     greedy_search,
     load_bundle,
 )
-from model.compiled_search import CompiledSearch, scripted_loops
+from model.compiled_search import CompiledSearch, script_encoder, scripted_loops
 from model.shortlist import OutputLayer, Shortlist
 from model.translator import quantize_int8
 
@@ -148,3 +148,38 @@ def test_a_torch_without_torchscript_falls_back_to_the_python_loops(
         assert translator.translate(SOURCES, DecodeOptions(beam_size=2))[0].candidates
     finally:
         scripted_loops.cache_clear()  # compile again with the real torch.jit.script
+
+
+def test_the_compiled_encoder_equals_the_eager_one(
+    make_model: Callable[..., Seq2Seq], tokenizer: Tokenizer
+) -> None:
+    model = quantize_int8(make_model(seed=3, encoder_layers=2))
+    eager = model.encoder  # type: ignore[union-attr]
+    compiled = script_encoder(eager)  # type: ignore[arg-type]
+    assert isinstance(compiled, torch.jit.ScriptModule)
+    src, lens = padded(tokenizer)
+    with torch.inference_mode():
+        for got, want in zip(compiled(src, lens), eager(src, lens), strict=True):
+            assert torch.equal(got, want)
+
+
+def test_the_int8_translators_encoder_runs_in_and_out_of_inference_mode(tiny_bundle: Path) -> None:
+    """A TorchScript plan made with autograd on would fail on inference tensors later."""
+    translator = Translator(load_bundle(tiny_bundle), quantize="int8")
+    assert isinstance(translator.model.encoder, torch.jit.ScriptModule)
+    src, lens = padded(translator.tokenizer)
+    first = translator.model.encoder(src, lens)  # type: ignore[operator]
+    with torch.inference_mode():
+        again = translator.model.encoder(src.clone(), lens.clone())  # type: ignore[operator]
+    assert torch.equal(first[0], again[0])
+
+
+def test_an_encoder_torchscript_cannot_compile_stays_eager(
+    make_model: Callable[..., Seq2Seq], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_torchscript(fn: object) -> object:
+        raise RuntimeError("TorchScript is not available")
+
+    encoder = quantize_int8(make_model()).encoder  # type: ignore[union-attr]
+    monkeypatch.setattr(torch.jit, "script", no_torchscript)
+    assert script_encoder(encoder) is encoder  # type: ignore[arg-type]

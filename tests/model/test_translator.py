@@ -96,6 +96,13 @@ def test_lone_surrogates_are_translated_as_replacement_characters(translator: Tr
     assert translator.translate([broken])[0].text == translator.translate([replaced])[0].text
 
 
+def test_encoding_many_sources_at_once_equals_one_at_a_time(translator: Translator) -> None:
+    texts = [*TEXTS, "", "ba \udcff be", "ku 🙂 ku", "x" * 300]
+    tokenizer = translator.tokenizer
+    assert tokenizer.encode_sources(texts) == [tokenizer.encode_source(t) for t in texts]
+    assert tokenizer.encode_sources([]) == []
+
+
 def test_too_long_input_fails_alone(tiny_bundle: Path) -> None:
     translator = Translator(load_bundle(tiny_bundle), max_input_tokens=6)
     long_text = "de do di du da de go ka"

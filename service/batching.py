@@ -176,6 +176,7 @@ class Batcher:
         self._inflight: set[Entry] = set()  # sentences being computed
         self._crash: BaseException | None = None  # escaped a batch task: a bug
         self._last_batch_ended = float("-inf")  # time.monotonic()
+        self._busy = 0  # batches the translators are computing (their results may be pending)
 
     @property
     def depth(self) -> int:
@@ -266,7 +267,7 @@ class Batcher:
                 await self._wait_for_company()
                 self._drop_stale()
                 # Fair share: leave the other free translators as much of the queue as this one.
-                share = -(-len(self._queue) // (self.concurrency - len(computing)))
+                share = -(-len(self._queue) // (self.concurrency - self._busy))
                 batch = next_batch(
                     self._queue, min(self.max_batch_size, share), self.max_batch_tokens
                 )
@@ -274,9 +275,12 @@ class Batcher:
                 if not batch:
                     slots.release()
                     continue
-                task = asyncio.create_task(self._compute(batch))
+                # The model starts now, not after the previous batch's results are delivered:
+                # a task would first wait for every request task those results woke.
+                started, running = time.monotonic(), self._start(batch)
+                task = asyncio.create_task(self._compute(batch, running, started, slots))
                 computing.add(task)
-                task.add_done_callback(functools.partial(self._computed, computing, slots))
+                task.add_done_callback(functools.partial(self._computed, computing))
             await asyncio.gather(*computing)
         except Exception as exc:
             logger.exception("batcher worker crashed")
@@ -292,12 +296,9 @@ class Batcher:
         if self._crash is not None:
             raise self._crash
 
-    def _computed(
-        self, computing: set[asyncio.Task[None]], slots: asyncio.Semaphore, task: asyncio.Task[None]
-    ) -> None:
-        """A batch task ended: free its slot; an exception escaping it is a bug: crash."""
+    def _computed(self, computing: set[asyncio.Task[None]], task: asyncio.Task[None]) -> None:
+        """A batch task ended; an exception escaping it is a bug: crash."""
         computing.discard(task)
-        slots.release()
         if not task.cancelled() and task.exception() is not None and self._crash is None:
             self._crash = task.exception()
             self._wakeup.set()
@@ -329,16 +330,47 @@ class Batcher:
         if expired:
             self.observer.dropped("deadline", len(expired))
 
-    async def _compute(self, batch: list[Entry]) -> None:
+    def _start(self, batch: list[Entry]) -> asyncio.Future[Sequence[Result]]:
+        """Hand `batch` to a model thread; its results (or error) arrive in the future."""
+        loop = asyncio.get_running_loop()
+        self._busy += 1
         self._inflight.update(batch)
-        await self._translate_batch(batch, time.monotonic())
-        self._inflight.difference_update(batch)  # on a crash `_fail_pending` still sees them
-
-    async def _translate_batch(self, batch: list[Entry], started: float) -> None:
         try:
-            results = await asyncio.get_running_loop().run_in_executor(
+            return loop.run_in_executor(
                 self.executor, self.translate, [e.text for e in batch], batch[0].options
             )
+        except Exception as exc:  # e.g. an executor already shut down: fail this batch only
+            failed: asyncio.Future[Sequence[Result]] = loop.create_future()
+            failed.set_exception(exc)
+            return failed
+
+    async def _compute(
+        self,
+        batch: list[Entry],
+        running: asyncio.Future[Sequence[Result]],
+        started: float,
+        slots: asyncio.Semaphore,
+    ) -> None:
+        def free_translator() -> None:
+            self._busy -= 1
+            slots.release()
+
+        await self._translate_batch(batch, running, started, free_translator)
+        self._inflight.difference_update(batch)  # on a crash `_fail_pending` still sees them
+
+    async def _translate_batch(
+        self,
+        batch: list[Entry],
+        running: asyncio.Future[Sequence[Result]],
+        started: float,
+        free_translator: Callable[[], None],
+    ) -> None:
+        try:
+            try:
+                results = await running
+            finally:  # before any result is delivered, so the next batch goes first
+                self._last_batch_ended = time.monotonic()
+                free_translator()
             if len(results) != len(batch):
                 raise RuntimeError(f"translator gave {len(results)} results for {len(batch)} texts")
         except BaseException as exc:
@@ -351,7 +383,7 @@ class Batcher:
                 raise
             self.on_error(exc)
             return
-        ended = self._last_batch_ended = time.monotonic()
+        ended = self._last_batch_ended
         self.observer.batch_done(batch, results, started, ended)
         for entry, result in zip(batch, results, strict=True):
             if result.error is not None:

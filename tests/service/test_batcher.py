@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -406,5 +407,37 @@ def test_idle_translators_share_the_queue_fairly() -> None:
         assert [o.result.text for o in outcomes] == texts
         assert fake.sizes == [3, 2]  # not [5] with one translator left idle
         await batcher.close()
+
+    run(test)
+
+
+def test_the_next_batch_starts_before_the_last_ones_results_are_delivered() -> None:
+    """With the model thread busy, the event loop answers one batch's requests while the next
+    batch computes, instead of the model waiting for every request task the results woke."""
+
+    class RecordingExecutor(ThreadPoolExecutor):
+        def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+            events.append(f"start {args[0][0]}")
+            return super().submit(fn, *args, **kwargs)
+
+    events: list[str] = []
+
+    async def request(batcher: Batcher, text: str) -> None:
+        await one(batcher, text)
+        events.append(f"answer {text}")
+
+    async def test() -> None:
+        fake = FakeTranslator()
+        with RecordingExecutor(max_workers=1) as executor:
+            batcher = make_batcher(fake, max_batch_size=1, executor=executor)
+            fake.gate.clear()
+            first = asyncio.create_task(request(batcher, "a"))
+            await wait_until(lambda: len(fake.batches) == 1)
+            second = asyncio.create_task(request(batcher, "b"))
+            await wait_until(lambda: batcher.depth == 1)
+            fake.gate.set()
+            await asyncio.gather(first, second)
+            await batcher.close()
+        assert events == ["start a", "start b", "answer a", "answer b"]
 
     run(test)

@@ -19,7 +19,10 @@ Scheduling rules, all in this module:
   never past `max_wait_ms` after the oldest one arrived or the previous batch ended, whichever
   is later. The second clock matters under steady load: clients answered by one batch come
   back while the next batch is already computing, so without it the clients split into two
-  groups that alternate in half-size batches;
+  groups that alternate in half-size batches. Nor does it wait once as many sentences are
+  queued as the previous batch held plus those queued when it ended: under steady load those
+  clients are all back, and waiting longer only idles the model;
+- the next batch goes to the model before the previous one's results are delivered;
 - an entry whose future was cancelled (client gone) or whose deadline passed is dropped
   before it is computed; the latter fails with `DeadlineExceeded`;
 - an exception from the translator fails exactly the futures of that batch;
@@ -176,6 +179,7 @@ class Batcher:
         self._inflight: set[Entry] = set()  # sentences being computed
         self._crash: BaseException | None = None  # escaped a batch task: a bug
         self._last_batch_ended = float("-inf")  # time.monotonic()
+        self._expected = max(1, self.max_batch_size)  # sentences worth waiting for (see below)
         self._busy = 0  # batches the translators are computing (their results may be pending)
 
     @property
@@ -304,12 +308,17 @@ class Batcher:
             self._wakeup.set()
 
     async def _wait_for_company(self) -> None:
-        """Wait until the queue holds a full batch, or for max_wait_ms since the oldest entry
-        arrived or the previous batch ended, whichever is later."""
+        """Wait until the queue holds a full batch or everyone expected, or for max_wait_ms
+        since the oldest entry arrived or the previous batch ended, whichever is later.
+
+        Expected: the sentences of the previous batch plus those queued when it ended, as if
+        each came from a client that will send again. Under steady load from N clients the
+        batch then starts once all N are back instead of idling out max_wait_ms."""
         if self.max_batch_size == 1:
             return
         opened = max(self._queue[0].enqueued_at, self._last_batch_ended)
-        while len(self._queue) < self.max_batch_size and not self._closing:
+        enough = min(self.max_batch_size, self._expected)
+        while len(self._queue) < enough and not self._closing:
             remaining = opened + self.max_wait_ms / 1000 - time.monotonic()
             if remaining <= 0:
                 return
@@ -370,6 +379,7 @@ class Batcher:
                 results = await running
             finally:  # before any result is delivered, so the next batch goes first
                 self._last_batch_ended = time.monotonic()
+                self._expected = len(batch) + len(self._queue)
                 free_translator()
             if len(results) != len(batch):
                 raise RuntimeError(f"translator gave {len(results)} results for {len(batch)} texts")

@@ -227,6 +227,27 @@ def test_requests_of_the_last_batch_get_max_wait_to_rejoin_the_next() -> None:
     run(test)
 
 
+def test_the_next_batch_starts_once_the_last_ones_clients_are_back() -> None:
+    """Closed-loop clients: once as many sentences are queued as the last batch held (plus
+    what was queued when it ended), waiting longer only idles the model."""
+
+    async def test() -> None:
+        fake = FakeTranslator()
+        batcher = make_batcher(fake, max_batch_size=8, max_wait_ms=1000)
+        first = await asyncio.gather(*(one(batcher, t) for t in ["a", "b", "c"]))
+        assert first == ["a", "b", "c"] and fake.sizes == [3]  # after max_wait: not full
+        back = time.monotonic()
+        waiting = asyncio.create_task(one(batcher, "a2"))
+        await asyncio.sleep(0.2)
+        assert len(fake.batches) == 1  # one of the three is back: it waits for the others
+        again = await asyncio.gather(waiting, one(batcher, "b2"), one(batcher, "c2"))
+        assert again == ["a2", "b2", "c2"] and fake.sizes == [3, 3]
+        assert time.monotonic() - back < 0.9  # all three back: no waiting out the 1 s
+        await batcher.close()
+
+    run(test)
+
+
 def test_batch_error_fails_exactly_that_batch() -> None:
     async def test() -> None:
         fake = FakeTranslator()

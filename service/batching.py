@@ -360,11 +360,7 @@ class Batcher:
         started: float,
         slots: asyncio.Semaphore,
     ) -> None:
-        def free_translator() -> None:
-            self._busy -= 1
-            slots.release()
-
-        await self._translate_batch(batch, running, started, free_translator)
+        await self._translate_batch(batch, running, started, slots)
         self._inflight.difference_update(batch)  # on a crash `_fail_pending` still sees them
 
     async def _translate_batch(
@@ -372,7 +368,7 @@ class Batcher:
         batch: list[Entry],
         running: asyncio.Future[Sequence[Result]],
         started: float,
-        free_translator: Callable[[], None],
+        slots: asyncio.Semaphore,
     ) -> None:
         try:
             try:
@@ -380,7 +376,8 @@ class Batcher:
             finally:  # before any result is delivered, so the next batch goes first
                 self._last_batch_ended = time.monotonic()
                 self._expected = len(batch) + len(self._queue)
-                free_translator()
+                self._busy -= 1
+                slots.release()
             if len(results) != len(batch):
                 raise RuntimeError(f"translator gave {len(results)} results for {len(batch)} texts")
         except BaseException as exc:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import gzip
 import random
 import sys
 import threading
@@ -34,13 +33,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from load import read_sentences  # noqa: E402  (bench/load.py, beside this script)
+
 from model import DecodeOptions, Translator  # noqa: E402
-
-
-def read_sentences(path: str) -> list[str]:
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
 
 
 @contextmanager
@@ -113,7 +108,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.switch_interval_ms is not None:
         sys.setswitchinterval(args.switch_interval_ms / 1000)
-    sentences = read_sentences(args.src)
+    sentences = read_sentences(Path(args.src), limit=100_000)
     rng = random.Random(0)
     batches = [rng.sample(sentences, args.batch_size) for _ in range(args.batches)]
     translator = Translator.from_dir(args.model, device="cpu", quantize="auto")

@@ -405,7 +405,7 @@ def print_report(
         f"emb {cfg.emb_size}, hidden {cfg.hidden_size}, encoder {cfg.encoder_layers}x bi-LSTM, "
         f"decoder {cfg.decoder_layers}x LSTM, {cfg.attention} attention, input feeding "
         f"{cfg.input_feeding}, tied {cfg.tie_embeddings}, vocabulary {cfg.tgt_vocab_size}; "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, "
         f"{time.strftime('%Y-%m-%d %H:%M %Z')}"
     )
     print(
@@ -462,6 +462,13 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="use the first N sentences")
     parser.add_argument("--batch1-limit", type=int, default=100, help="sentences at batch 1")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--lanes",
+        type=int,
+        default=None,
+        help="int8 batches in this many lanes of one thread each (default: --threads; "
+        "1: --threads intra-op threads instead)",
+    )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--batch-tokens", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=3)
@@ -514,7 +521,9 @@ def main() -> None:
         else:
             bundle = load_bundle(args.model)
             label = f"bundle {args.model}"
-        print(f"{label}; {len(lines)} sentences; {args.threads} threads", flush=True)
+        lanes = args.lanes or args.threads
+        label += f"; {args.threads} threads" + (f", int8 in {lanes} lanes" if lanes > 1 else "")
+        print(f"{label}; {len(lines)} sentences", flush=True)
         peaks = matmul_gflops(args.device)
         rows: list[Row] = []
         for precision in args.precisions.split(","):
@@ -525,7 +534,9 @@ def main() -> None:
                 quantize=quantize,
                 batch_tokens=args.batch_tokens,
                 shortlist=not precision.endswith(FULL_VOCAB),
+                lanes=lanes,
             )
+            torch.set_num_threads(1 if translator.lanes > 1 else args.threads)  # model/lanes.py
             rows += bench_translator(translator, precision, lines, args)
             del translator
     batched = next(r for r in rows if r.batch == "batched")

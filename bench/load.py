@@ -423,14 +423,14 @@ def offline_rate(
     """Sentences/s of `model` translating `sentences` offline: length-sorted batches of
     `batch_tokens` (bench/decode.py's "batched"), on the device and precision the run's server
     gets from NMT_DEVICE and NMT_QUANTIZE (their defaults: auto, so int8 on CPU), on every core
-    this process may use, median of 3. Measured in this process just before a run, while no
-    server is up, so the service/offline ratio is taken within one run of a noisy machine."""
-    import torch  # only with --offline: the load generator itself stays light
+    this process may use, in as many lanes where the model has them (the library's default,
+    whatever the run's NMT_LANES), median of 3. Measured in this process just before a run,
+    while no server is up, so the service/offline ratio is taken within one run of a noisy
+    machine."""
+    # imported only with --offline: the load generator itself stays light
+    from model import DecodeOptions, load_on_cores
 
-    from model import DecodeOptions, Translator
-
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
-    translator = Translator.from_dir(
+    translator = load_on_cores(
         model,
         device=env.get("NMT_DEVICE", "auto"),
         quantize=env.get("NMT_QUANTIZE", "auto"),

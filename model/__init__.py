@@ -15,7 +15,7 @@ from model.errors import (
 from model.search import DecodeOptions, Hypothesis, greedy_search, length_penalty
 from model.seq2seq import Seq2Seq
 from model.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
-from model.translator import Candidate, ModelView, Result, Translator
+from model.translator import Candidate, ModelView, Result, Translator, load_on_cores
 
 __all__ = [
     "BOS_ID",
@@ -44,6 +44,7 @@ __all__ = [
     "beam_search",
     "greedy_search",
     "length_penalty",
+    "load_on_cores",
     "load_bundle",
     "save_bundle",
 ]

@@ -32,7 +32,15 @@ def add_translate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--batch-tokens", type=int, default=4096, help="source tokens per batch")
-    p.add_argument("--threads", type=int, default=None, help="intra-op CPU threads")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU cores to use (default: all allowed)"
+    )
+    p.add_argument(
+        "--lanes",
+        type=int,
+        default=None,
+        help="parts each batch is computed in at once, a core each (default: --threads)",
+    )
     p.add_argument("-i", "--input", type=Path, default=None, help="input file (default stdin)")
     p.add_argument("-o", "--output", type=Path, default=None, help="output file (default stdout)")
     p.set_defaults(func=run_translate)
@@ -51,16 +59,18 @@ def _chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
 
 def run_translate(args: argparse.Namespace) -> int:
     """Translate line by line; output stays line-aligned even where a line fails."""
-    import torch
     from tqdm import tqdm
 
     from model.search import DecodeOptions
-    from model.translator import Translator
+    from model.translator import load_on_cores
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    translator = Translator.from_dir(
-        args.model, device=args.device, quantize=args.quantize, batch_tokens=args.batch_tokens
+    translator = load_on_cores(
+        args.model,
+        cores=args.threads,
+        lanes=args.lanes,
+        device=args.device,
+        quantize=args.quantize,
+        batch_tokens=args.batch_tokens,
     )
     options = DecodeOptions(beam_size=args.beam, n_best=args.n_best)
     # undecodable bytes become U+FFFD, so a bad line is translated as best it can be, in place

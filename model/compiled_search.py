@@ -258,6 +258,78 @@ def beam_steps(
     return finished_scores, finished_tokens
 
 
+def greedy_lanes(
+    weights: Int8Decoder,
+    outputs: list[PackedLinear],
+    bridge_h: PackedLinear,
+    bridge_c: PackedLinear,
+    final_h: list[Tensor],
+    final_c: list[Tensor],
+    layers: int,
+    sources: list[SourceSide],
+    limits: list[Tensor],
+    min_length: int,
+    alpha: float,
+    bos_id: int,
+    eos_id: int,
+    pad_id: int,
+) -> list[tuple[Tensor, Tensor]]:
+    """``greedy_table`` for each lane of a batch (``model/lanes.py``): every lane after the
+    first is forked onto torch's inter-op threads, the first runs on the calling thread."""
+    futures: list[torch.jit.Future[tuple[Tensor, Tensor]]] = []
+    for i in range(1, len(sources)):
+        futures.append(
+            torch.jit.fork(  # type: ignore[no-untyped-call]
+                greedy_table, weights, outputs[i], bridge_h, bridge_c, final_h[i], final_c[i],
+                layers, sources[i], limits[i], min_length, alpha, bos_id, eos_id, pad_id,
+            )
+        )  # fmt: skip
+    tables = [
+        greedy_table(
+            weights, outputs[0], bridge_h, bridge_c, final_h[0], final_c[0], layers,
+            sources[0], limits[0], min_length, alpha, bos_id, eos_id, pad_id,
+        )
+    ]  # fmt: skip
+    for future in futures:
+        tables.append(torch.jit.wait(future))  # type: ignore[no-untyped-call]
+    return tables
+
+
+def beam_lanes(
+    weights: Int8Decoder,
+    outputs: list[PackedLinear],
+    h0: list[Tensor],
+    c0: list[Tensor],
+    sources: list[SourceSide],
+    max_lens: list[Tensor],
+    beam_size: int,
+    n_best: int,
+    min_length: int,
+    alpha: float,
+    bos_id: int,
+    eos_id: int,
+    pad_id: int,
+) -> list[tuple[Tensor, Tensor]]:
+    """``beam_steps`` for each lane of a batch, forked as in ``greedy_lanes``."""
+    futures: list[torch.jit.Future[tuple[Tensor, Tensor]]] = []
+    for i in range(1, len(sources)):
+        futures.append(
+            torch.jit.fork(  # type: ignore[no-untyped-call]
+                beam_steps, weights, outputs[i], h0[i], c0[i], sources[i], max_lens[i],
+                beam_size, n_best, min_length, alpha, bos_id, eos_id, pad_id,
+            )
+        )  # fmt: skip
+    finished = [
+        beam_steps(
+            weights, outputs[0], h0[0], c0[0], sources[0], max_lens[0], beam_size, n_best,
+            min_length, alpha, bos_id, eos_id, pad_id,
+        )
+    ]  # fmt: skip
+    for future in futures:
+        finished.append(torch.jit.wait(future))  # type: ignore[no-untyped-call]
+    return finished
+
+
 @functools.cache
 def scripted_loops() -> tuple[Any, Any]:
     """Compiled on first use (well under a second), not at import.
@@ -269,7 +341,7 @@ def scripted_loops() -> tuple[Any, Any]:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.script(greedy_table), torch.jit.script(beam_steps)
+        return torch.jit.script(greedy_lanes), torch.jit.script(beam_lanes)
 
 
 def script_encoder(encoder: nn.Module) -> nn.Module:
@@ -303,7 +375,7 @@ class CompiledSearch:
         )
         self.output = int8_weights(decoder.generator)
         self.bridge = int8_weights(model.bridge_h), int8_weights(model.bridge_c)
-        self.greedy_table, self.beam_steps = scripted_loops()
+        self.greedy_lanes, self.beam_lanes = scripted_loops()
 
     @classmethod
     def for_model(cls, model: Seq2Seq) -> "CompiledSearch | None":
@@ -333,33 +405,52 @@ class CompiledSearch:
         self, enc: EncoderOutput, src_lens: Tensor, options: DecodeOptions
     ) -> list[list[Hypothesis]]:
         """``greedy_search`` or ``beam_search`` (by ``options.beam_size``), without attention."""
+        return self.search_lanes([enc], [src_lens], options)[0]
+
+    def search_lanes(
+        self, encs: list[EncoderOutput], src_lens: list[Tensor], options: DecodeOptions
+    ) -> list[list[list[Hypothesis]]]:
+        """``search`` for each lane of a batch, all at once (``model/lanes.py``)."""
         assert not options.return_attention
-        vocab = enc.vocab
-        source = SourceSide(
-            enc.keys,
-            enc.memory,
-            ~enc.mask.unsqueeze(1),
-            None if vocab is None else vocab.columns,
-            None if vocab is None else vocab.sentence_ids,
-        )
-        output = self.output if vocab is None else vocab.packed
-        limits = options.max_lengths(src_lens)
+        sources = [source_side(enc) for enc in encs]
+        outputs = [self.output if enc.vocab is None else enc.vocab.packed for enc in encs]
+        limits = [options.max_lengths(lens) for lens in src_lens]
         if options.beam_size == 1:
-            table, scores = self.greedy_table(
-                self.weights, output, *self.bridge, enc.final_h, enc.final_c,
-                self.model.config.decoder_layers, source, limits, options.min_length,
-                options.length_penalty, BOS_ID, EOS_ID, PAD_ID,
+            tables = self.greedy_lanes(
+                self.weights, outputs, *self.bridge, [enc.final_h for enc in encs],
+                [enc.final_c for enc in encs], self.model.config.decoder_layers, sources,
+                limits, options.min_length, options.length_penalty, BOS_ID, EOS_ID, PAD_ID,
             )  # fmt: skip
             return [
-                [to_hypothesis(ids, score, None, 0)]
-                for ids, score in zip(table.tolist(), scores.tolist(), strict=True)
+                [
+                    [to_hypothesis(ids, score, None, 0)]
+                    for ids, score in zip(table.tolist(), scores.tolist(), strict=True)
+                ]
+                for table, scores in tables
             ]
-        state = self.model.initial_state(enc)
-        repeat = beam_rows(src_lens.size(0), options.beam_size, src_lens.device)
-        scores, tokens = self.beam_steps(
-            self.weights, output, state.h.index_select(1, repeat), state.c.index_select(1, repeat),
-            source, limits, options.beam_size, options.n_best, options.min_length,
-            options.length_penalty, BOS_ID, EOS_ID, PAD_ID,
+        h0, c0 = [], []  # each lane's initial states, repeated for its beam rows
+        for enc, lens in zip(encs, src_lens, strict=True):
+            state = self.model.initial_state(enc)
+            repeat = beam_rows(lens.size(0), options.beam_size, lens.device)
+            h0.append(state.h.index_select(1, repeat))
+            c0.append(state.c.index_select(1, repeat))
+        finished = self.beam_lanes(
+            self.weights, outputs, h0, c0, sources, limits, options.beam_size, options.n_best,
+            options.min_length, options.length_penalty, BOS_ID, EOS_ID, PAD_ID,
         )  # fmt: skip
-        finished = Finished(scores, enc.target_ids(tokens), None)
-        return finalize(finished, src_lens, options.n_best)
+        return [
+            finalize(Finished(scores, enc.target_ids(tokens), None), lens, options.n_best)
+            for (scores, tokens), enc, lens in zip(finished, encs, src_lens, strict=True)
+        ]
+
+
+def source_side(enc: EncoderOutput) -> SourceSide:
+    """What the compiled loops read of the encoder's output (and the batch's shortlist)."""
+    vocab = enc.vocab
+    return SourceSide(
+        enc.keys,
+        enc.memory,
+        ~enc.mask.unsqueeze(1),
+        None if vocab is None else vocab.columns,
+        None if vocab is None else vocab.sentence_ids,
+    )

@@ -7,6 +7,7 @@ restores the caller's order, and isolates failures so one bad sentence never fai
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,15 +15,16 @@ from pathlib import Path
 from typing import Any, Self
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from model.beam import beam_search
 from model.bundle import Bundle, load_bundle
 from model.compiled_search import CompiledSearch, script_encoder
 from model.errors import DeviceError, InputTooLong, ModelError, TranslationFailed
+from model.lanes import compile_lane_encoder, merge_lanes, split_lanes
 from model.search import DecodeOptions, Hypothesis, greedy_search
 from model.seq2seq import Seq2Seq
-from model.shortlist import OutputLayer
+from model.shortlist import OutputLayer, OutputVocabulary
 from model.tokenizer import PAD_ID
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,21 @@ def resolve_quantize(quantize: str, device: torch.device) -> str:
     if quantize == "int8" and device.type != "cpu":
         raise ValueError("int8 quantization runs on CPU only; use quantize='none' on CUDA")
     return quantize
+
+
+def load_on_cores(
+    path: str | Path, cores: int | None = None, lanes: int | None = None, **kwargs: Any
+) -> Translator:
+    """``Translator.from_dir(path, **kwargs)`` set up to use ``cores`` CPU cores (default: those
+    this process may run on): in as many lanes (or ``lanes``), one intra-op thread each, where
+    the model has lanes (``model.lanes``), and on ``cores`` intra-op threads where it has not.
+
+    Sets torch's intra-op threads for the whole process (``torch.set_num_threads``).
+    """
+    cores = cores or len(os.sched_getaffinity(0))
+    translator = Translator.from_dir(path, lanes=lanes or cores, **kwargs)
+    torch.set_num_threads(1 if translator.lanes > 1 else cores)
+    return translator
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
@@ -185,6 +202,9 @@ class Translator(ModelView):
         max_input_tokens: longer sentences fail alone with ``InputTooLong``.
         shortlist: score only the bundle's shortlist of likely target tokens for each batch
             (when the bundle has one; see ``model.shortlist``), not the whole vocabulary.
+        lanes: cut each batch into this many parts computed at once, one core each
+            (``model.lanes``; run with ``torch.set_num_threads(1)``). Only the compiled int8
+            CPU search has lanes; ``self.lanes`` says how many this model got.
     """
 
     def __init__(
@@ -195,6 +215,7 @@ class Translator(ModelView):
         batch_tokens: int = 4096,
         max_input_tokens: int = 256,
         shortlist: bool = True,
+        lanes: int = 1,
     ) -> None:
         super().__init__(bundle, device, quantize, shortlist)
         self.batch_tokens = batch_tokens
@@ -212,6 +233,14 @@ class Translator(ModelView):
             # inference mode (its plan would then fail on inference tensors).
             self.model.requires_grad_(False)
             self.model.encoder = script_encoder(self.model.encoder)  # type: ignore[arg-type]
+        self.lane_encoder = (
+            compile_lane_encoder(self.model.encoder)
+            if lanes > 1
+            and self.compiled_search is not None
+            and isinstance(self.model.encoder, torch.jit.ScriptModule)
+            else None
+        )
+        self.lanes = lanes if self.lane_encoder is not None else 1
         self.output_layer = (  # read once, only where a shortlist will restrict it
             OutputLayer(self.model.decoder.generator)  # type: ignore[union-attr,arg-type]
             if self.shortlist is not None
@@ -274,17 +303,11 @@ class Translator(ModelView):
         self, batch_ids: list[list[int]], options: DecodeOptions
     ) -> list[list[Hypothesis]]:
         """Search over already-encoded source ids (each ending in EOS)."""
-        # One tensor from padded lists, not a copy per row: every torch call releases the GIL,
-        # and in a server each one may wait for the event loop to hand it back.
-        widths = [len(ids) for ids in batch_ids]
-        longest = max(widths)
-        lens = torch.tensor(widths)
-        src = torch.tensor([ids + [PAD_ID] * (longest - len(ids)) for ids in batch_ids])
+        lanes = split_lanes(batch_ids, 1 if options.return_attention else self.lanes)
+        if len(lanes) > 1:
+            return merge_lanes(self._decode_lanes(lanes, options))
+        src, lens, vocab = self._source(batch_ids)
         model: Seq2Seq = self.model  # type: ignore[assignment]
-        src = src.to(self.device)
-        vocab = None
-        if self.shortlist is not None and self.output_layer is not None:
-            vocab = self.output_layer.restrict(self.shortlist.candidates(src))
         try:
             enc = model.encode(src, lens.to(self.device), vocab)
             if self.compiled_search is not None and not options.return_attention:
@@ -297,6 +320,35 @@ class Translator(ModelView):
             if self.device.type == "cuda" and "CUDA" in str(err):
                 raise DeviceError(f"CUDA failed: {err}") from err
             raise
+
+    def _decode_lanes(
+        self, lanes: list[list[list[int]]], options: DecodeOptions
+    ) -> list[list[list[Hypothesis]]]:
+        """Each lane's hypotheses, the lanes encoded and searched at once (``model.lanes``)."""
+        assert self.lane_encoder is not None and self.compiled_search is not None
+        model: Seq2Seq = self.model  # type: ignore[assignment]
+        inputs = [self._source(ids) for ids in lanes]
+        encoded = self.lane_encoder([src for src, _, _ in inputs], [lens for _, lens, _ in inputs])
+        encs = [
+            model.encoder_output(src, memory, final_h, final_c, vocab)
+            for (src, _, vocab), (memory, final_h, final_c) in zip(inputs, encoded, strict=True)
+        ]
+        return self.compiled_search.search_lanes(encs, [lens for _, lens, _ in inputs], options)
+
+    def _source(self, batch_ids: list[list[int]]) -> tuple[Tensor, Tensor, OutputVocabulary | None]:
+        """A batch's padded source ids (B, S) on the model's device, its lengths (B,) on the CPU,
+        and its shortlist (None: the whole vocabulary)."""
+        # One tensor from padded lists, not a copy per row: every torch call releases the GIL,
+        # and in a server each one may wait for the event loop to hand it back.
+        widths = [len(ids) for ids in batch_ids]
+        longest = max(widths)
+        lens = torch.tensor(widths)
+        src = torch.tensor([ids + [PAD_ID] * (longest - len(ids)) for ids in batch_ids])
+        src = src.to(self.device)
+        vocab = None
+        if self.shortlist is not None and self.output_layer is not None:
+            vocab = self.output_layer.restrict(self.shortlist.candidates(src))
+        return src, lens, vocab
 
     def _result(
         self, ids: list[int], hyps: list[Hypothesis] | ModelError, whitespace: tuple[str, str, str]

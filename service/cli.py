@@ -36,7 +36,8 @@ def add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("--host", help="bind address (NMT_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (NMT_PORT, default 8000)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (NMT_THREADS)")
+    p.add_argument("--threads", type=int, help="CPU cores for the model (NMT_THREADS)")
+    p.add_argument("--lanes", type=int, help="parts each batch is computed in at once (NMT_LANES)")
     p.add_argument(
         "--model-workers",
         type=int,
@@ -60,6 +61,7 @@ def serve_command(args: argparse.Namespace) -> int:
         "host",
         "port",
         "threads",
+        "lanes",
         "model_workers",
         "quantize",
         "device",

@@ -36,7 +36,16 @@ class Settings(BaseSettings):
     )
     device: Literal["cpu", "cuda", "auto"] = "auto"
     threads: int | None = Field(
-        default=None, ge=1, description="torch CPU threads, shared out among model workers"
+        default=None,
+        ge=1,
+        description="CPU cores for the model (default: all this process may use), shared "
+        "out among model workers",
+    )
+    lanes: int | None = Field(
+        default=None,
+        ge=1,
+        description="parts each batch is cut into and computed at once, one thread each "
+        "(int8 CPU models; model/lanes.py); default: the threads each model copy gets",
     )
     model_workers: int = Field(
         default=0,

@@ -118,6 +118,16 @@ def tiny_bundle(
     return save_bundle(out, tiny_model, tokenizer, metadata=metadata)
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one intra-op thread for the test, then as it was: tiny models run fastest so,
+    and lanes need it (model/lanes.py)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _unfreeze_gc() -> Iterator[None]:
     """A started service freezes what it loaded out of the GC's view and raises its threshold

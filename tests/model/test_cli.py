@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from model import DecodeOptions, Translator
 from model.cli import main
@@ -12,20 +14,29 @@ from model.cli import main
 LINES = ["ba be ki", "", "mo na pa ta sa de do", "", "", "ku", "  sa le "]
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads() -> Iterator[None]:
+    """`nmt translate` sets torch's threads for its process (model.load_on_cores)."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 def test_translate_file_is_line_aligned(tiny_bundle: Path, tmp_path: Path) -> None:
     src, out = tmp_path / "in.txt", tmp_path / "out.txt"
     src.write_text("\n".join(LINES) + "\n", encoding="utf-8")
     argv = ["translate", "--model", str(tiny_bundle), "--beam", "3", "-i", str(src), "-o", str(out)]
-    assert main(argv) == 0
+    assert main([*argv, "--threads", "2"]) == 0
+    assert torch.get_num_threads() == 1  # two lanes, one thread each
 
     got = out.read_text(encoding="utf-8").split("\n")
     assert got[-1] == ""  # every line ends with a newline
     got = got[:-1]
     assert len(got) == len(LINES)
     assert [i for i, line in enumerate(got) if not line] == [1, 3, 4]
-    want = Translator.from_dir(tiny_bundle, quantize="auto").translate(
+    want = Translator.from_dir(tiny_bundle, quantize="auto", lanes=2).translate(
         LINES, DecodeOptions(beam_size=3)
-    )  # the CLI default: int8 on CPU
+    )  # the CLI default: int8 on CPU, in as many lanes as cores
     assert got == [r.text for r in want]
 
 

@@ -8,8 +8,6 @@ About 5 s on an idle core (200 steps of batch 64); it stays fast (not marked slo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -44,15 +42,6 @@ def reversal_batch(gen: torch.Generator, n: int) -> tuple[Tensor, Tensor, Tensor
     tgt_out[:, :MAX_LEN] = reversed_
     tgt_out[rows, lens] = EOS_ID
     return src, lens + 1, tgt_in, tgt_out
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: a second thread only adds synchronisation on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.usefixtures("one_thread")

@@ -55,14 +55,31 @@ def test_serve_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(cli, "serve", served.append)
     args = parse(
         "serve", "--model", "a", "--model", "b", "--port", "9001", "--quantize", "int8",
-        "--model-workers", "2",
+        "--model-workers", "2", "--lanes", "1",
     )  # fmt: skip
     assert args.func(args) == 0
     (settings,) = served
     assert settings.models == [Path("a"), Path("b")]
     assert (settings.port, settings.quantize, settings.threads) == (9001, "int8", 3)
-    assert settings.model_workers == 2
+    assert (settings.model_workers, settings.lanes) == (2, 1)
     assert settings.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(("lanes", "want"), [(None, (2, 1)), (1, (1, 2))])
+def test_the_models_cores_go_to_lanes_unless_nmt_lanes_is_1(
+    tiny_bundle: Path, lanes: int | None, want: tuple[int, int]
+) -> None:
+    import torch
+
+    from service.model_workers import load_translator
+
+    before = torch.get_num_threads()
+    try:
+        settings = Settings(models=[tiny_bundle], threads=2, lanes=lanes, quantize="int8")
+        translator = load_translator(tiny_bundle, settings)
+        assert (translator.lanes, torch.get_num_threads()) == want  # type: ignore[attr-defined]
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_serve_is_registered_for_the_nmt_command() -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from run_helpers import tiny_run
 
 from training.config import TrainConfig, config_from_dict
@@ -16,12 +15,8 @@ from training.typed_config import merge
 
 
 @pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
+def _train_on_one_thread(one_thread: None) -> None:
     """Tiny models train fastest on one thread; more only stall on a busy CI machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

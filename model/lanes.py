@@ -3,14 +3,18 @@
 At the batch sizes a service forms (up to ~32 sentences) a search step's matrices are too small
 for torch's intra-op threads to pay: a batch of 32 took about as long on two threads as on one
 (bench/README.md, stop 20), so the second core idled while a batch computed. Cut into lanes,
-each encoded and searched from start to end by one compiled call (``model/compiled_search.py``)
-on a thread of its own, the batch uses every core: TorchScript's ``fork`` runs a lane on torch's
-inter-op threads without the GIL, and the calling thread runs the first lane itself.
+the batch uses every core: the lanes are encoded (``LaneEncoder``), then searched
+(``greedy_lanes`` and ``beam_lanes`` in ``model/compiled_search.py``), each stage one compiled
+call that forks every lane but the first onto torch's inter-op threads, where TorchScript runs
+them without the GIL, and runs the first on the calling thread. Greedy batches of 32 took 12-13
+ms in two lanes against 15-16 on two intra-op threads; offline, 1.3x (greedy) and 1.7x (beam 5)
+the sentences/s (bench/README.md, stop 25).
 
 Lanes take sentences in turn from the length-sorted batch (sentence i goes to lane i mod L), so
 every lane has about the same lengths and they end together. Each lane is a batch of its own:
 its own padding and its own shortlist, so a sentence gets exactly what translating its lane
-alone would give it.
+alone would give it (int8 activations are quantized per call, so a sentence's neighbours in a
+batch can change its translation slightly, with lanes or without).
 
 Each lane must get one intra-op thread (``torch.set_num_threads(1)``): GNU OpenMP keeps a team
 of threads per calling thread, and lanes with two threads each on two cores ran 3-4x slower.

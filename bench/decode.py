@@ -60,7 +60,7 @@ from model import (
 from model.allocator import keep_freed_memory
 from model.bundle import Bundle
 from model.tokenizer import SPM_SPECIAL_IDS
-from model.translator import quantize_int8
+from model.translator import quantize_int8, use_cores
 
 RANDOM_VOCAB = 8000
 FULL_VOCAB = "-full"  # precision suffix: score the whole vocabulary even with a shortlist
@@ -536,7 +536,7 @@ def main() -> None:
                 shortlist=not precision.endswith(FULL_VOCAB),
                 lanes=lanes,
             )
-            torch.set_num_threads(1 if translator.lanes > 1 else args.threads)  # model/lanes.py
+            use_cores(translator, args.threads)
             rows += bench_translator(translator, precision, lines, args)
             del translator
     batched = next(r for r in rows if r.batch == "batched")

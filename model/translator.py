@@ -93,8 +93,14 @@ def load_on_cores(
     """
     cores = cores or len(os.sched_getaffinity(0))
     translator = Translator.from_dir(path, lanes=lanes or cores, **kwargs)
-    torch.set_num_threads(1 if translator.lanes > 1 else cores)
+    use_cores(translator, cores)
     return translator
+
+
+def use_cores(translator: Translator, cores: int) -> None:
+    """torch's intra-op threads for ``translator``: one per lane where it has lanes (GNU OpenMP
+    keeps a team per calling thread: ``model.lanes``), ``cores`` where it has not."""
+    torch.set_num_threads(1 if translator.lanes > 1 else cores)
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:

@@ -91,10 +91,16 @@ def load_on_cores(
 
     Sets torch's intra-op threads for the whole process (``torch.set_num_threads``).
     """
-    cores = cores or len(os.sched_getaffinity(0))
+    cores = cores or allowed_cores()
     translator = Translator.from_dir(path, lanes=lanes or cores, **kwargs)
     use_cores(translator, cores)
     return translator
+
+
+def allowed_cores() -> int:
+    """The CPU cores this process may run on, which a cpuset or taskset can make fewer than
+    the machine's."""
+    return len(os.sched_getaffinity(0))
 
 
 def use_cores(translator: Translator, cores: int) -> None:
@@ -334,12 +340,13 @@ class Translator(ModelView):
         assert self.lane_encoder is not None and self.compiled_search is not None
         model: Seq2Seq = self.model  # type: ignore[assignment]
         inputs = [self._source(ids) for ids in lanes]
-        encoded = self.lane_encoder([src for src, _, _ in inputs], [lens for _, lens, _ in inputs])
+        lengths = [lens for _, lens, _ in inputs]
+        encoded = self.lane_encoder([src for src, _, _ in inputs], lengths)
         encs = [
             model.encoder_output(src, memory, final_h, final_c, vocab)
             for (src, _, vocab), (memory, final_h, final_c) in zip(inputs, encoded, strict=True)
         ]
-        return self.compiled_search.search_lanes(encs, [lens for _, lens, _ in inputs], options)
+        return self.compiled_search.search_lanes(encs, lengths, options)
 
     def _source(self, batch_ids: list[list[int]]) -> tuple[Tensor, Tensor, OutputVocabulary | None]:
         """A batch's padded source ids (B, S) on the model's device, its lengths (B,) on the CPU,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
-import os
 import queue
 import signal
 from collections.abc import Sequence
@@ -82,9 +81,11 @@ def warm_up(run: TranslateFn, options: DecodeOptions, path: Path) -> None:
 
 
 def threads_per_worker(settings: Settings) -> int:
-    """NMT_THREADS (default: the CPU cores this process may run on, which a cpuset or taskset
-    can make fewer than the machine's) shared out among the workers, at least one each."""
-    total = settings.threads or len(os.sched_getaffinity(0))
+    """NMT_THREADS (default: `model.translator.allowed_cores`) shared out among the workers,
+    at least one each."""
+    from model.translator import allowed_cores
+
+    total = settings.threads or allowed_cores()
     return max(1, total // max(1, settings.model_workers))
 
 

@@ -13,7 +13,7 @@ scores are the same (tests/model/test_compiled_search.py). Models they do not co
 import functools
 import logging
 import warnings
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -36,15 +36,10 @@ from model.search import (
     to_hypothesis,
 )
 from model.seq2seq import Seq2Seq
-from model.step_kernels import int8_weights
+from model.step_kernels import PackedLinear, int8_weights
 from model.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 log = logging.getLogger(__name__)
-
-if TYPE_CHECKING:
-    PackedLinear = Any
-else:  # the type TorchScript needs for prepacked int8 weights
-    PackedLinear = torch.classes.quantized.LinearPackedParamsBase
 
 
 class Int8Decoder(NamedTuple):
@@ -375,6 +370,8 @@ class CompiledSearch:
         )
         self.output = int8_weights(decoder.generator)
         self.bridge = int8_weights(model.bridge_h), int8_weights(model.bridge_c)
+        attention = decoder.attention  # keys: the memory itself (dot) or its int8 projection
+        self.key_proj = int8_weights(attention.key_proj) if attention.kind == "general" else None
         self.greedy_lanes, self.beam_lanes = scripted_loops()
 
     @classmethod
@@ -387,7 +384,13 @@ class CompiledSearch:
             weights is not None
             and decoder.input_gates is not None
             and all(isinstance(w, torch.ScriptObject) for w in weights)
-            and decoder.attention.kind in ("dot", "general")
+            and (
+                decoder.attention.kind == "dot"
+                or (
+                    decoder.attention.kind == "general"
+                    and int8_weights(decoder.attention.key_proj) is not None
+                )
+            )
             and int8_weights(decoder.combine) is not None
             and int8_weights(decoder.generator) is not None
             and int8_weights(model.bridge_h) is not None

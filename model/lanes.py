@@ -3,7 +3,8 @@
 At the batch sizes a service forms (up to ~32 sentences) a search step's matrices are too small
 for torch's intra-op threads to pay: a batch of 32 took about as long on two threads as on one
 (bench/README.md, stop 20), so the second core idled while a batch computed. Cut into lanes,
-the batch uses every core: the lanes are encoded (``LaneEncoder``), then searched
+the batch uses every core: the lanes are encoded, with their attention keys and shortlist rows
+(``LaneEncoder``), then searched
 (``greedy_lanes`` and ``beam_lanes`` in ``model/compiled_search.py``), each stage one compiled
 call that forks every lane but the first onto torch's inter-op threads, where TorchScript runs
 them without the GIL, and runs the first on the calling thread. Greedy batches of 32 took 12-13
@@ -20,15 +21,16 @@ Each lane must get one intra-op thread (``torch.set_num_threads(1)``): GNU OpenM
 of threads per calling thread, and lanes with two threads each on two cores ran 3-4x slower.
 """
 
-from __future__ import annotations
-
 import logging
 import warnings
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import NamedTuple, Optional, TypeVar
 
 import torch
 from torch import Tensor, nn
+
+from model.shortlist import int8_rows
+from model.step_kernels import PackedLinear
 
 log = logging.getLogger(__name__)
 
@@ -48,35 +50,76 @@ def merge_lanes(per_lane: Sequence[Sequence[T]]) -> list[T]:
     return [per_lane[i % count][i // count] for i in range(total)]
 
 
-def compile_lane_encoder(encoder: nn.Module) -> nn.Module | None:
-    """``LaneEncoder(encoder)`` compiled, or None (no lanes) where TorchScript cannot."""
+class LaneSource(NamedTuple):
+    """What a lane's search reads of its source (``EncoderOutput`` less the mask)."""
+
+    memory: Tensor  # (B, S, H)
+    keys: Tensor  # (B, S, A) attention keys
+    final_h: Tensor  # (B, H)
+    final_c: Tensor  # (B, H)
+    # the lane's shortlist rows (``int8_rows``), None without a shortlist; ``Optional``, as
+    # below, because torch's class of prepacked weights does not support ``| None``
+    output: Optional[PackedLinear]  # noqa: UP045
+
+
+def compile_lane_encoder(
+    encoder: nn.Module,
+    key_proj: Optional[PackedLinear],  # noqa: UP045
+    output: tuple[Tensor, Tensor | None] | None,
+) -> nn.Module | None:
+    """``LaneEncoder(encoder, key_proj, output)`` compiled, or None (no lanes) where
+    TorchScript cannot."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            return torch.jit.script(LaneEncoder(encoder))
+            return torch.jit.script(LaneEncoder(encoder, key_proj, output))
     except Exception:  # noqa: BLE001 - one lane, the whole batch, computes the same
         log.warning("lanes not compiled; each batch runs as one", exc_info=True)
         return None
 
 
 class LaneEncoder(nn.Module):
-    """A compiled encoder run on each lane at once; compile this module with TorchScript.
+    """Each lane's encoder outputs, attention keys and shortlist rows, all lanes at once;
+    compile this module with TorchScript.
 
-    ``forward`` takes each lane's padded source ids (B_i, S_i) and lengths (B_i,) and returns
-    each lane's (memory, final_h, final_c), as ``Encoder.forward`` does for one batch.
+    Args:
+        encoder: the compiled encoder (``Encoder.forward``).
+        key_proj: the attention's int8 key projection; None: the keys are the memory (``dot``).
+        output: the int8 output layer's (weight, bias) from ``OutputLayer``; None: no shortlist.
     """
 
-    def __init__(self, encoder: nn.Module) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        key_proj: Optional[PackedLinear],  # noqa: UP045
+        output: tuple[Tensor, Tensor | None] | None,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
+        self.key_proj = key_proj
+        self.output_weight: Tensor | None = None if output is None else output[0]
+        self.output_bias: Tensor | None = None if output is None else output[1]
+
+    def lane(self, source: Tensor, lengths: Tensor, shortlist: Tensor | None) -> LaneSource:
+        """One lane: (B, S) padded ids, (B,) lengths and its shortlist's union of target ids."""
+        memory, final_h, final_c = self.encoder(source, lengths)
+        keys = memory
+        key_proj = self.key_proj
+        if key_proj is not None:  # as torch.ao's dynamic Linear calls it on x86 CPUs
+            keys = torch.ops.quantized.linear_dynamic(memory, key_proj, True)
+        rows: PackedLinear | None = None
+        weight = self.output_weight
+        if shortlist is not None and weight is not None:
+            rows = int8_rows(weight, self.output_bias, shortlist)
+        return LaneSource(memory, keys, final_h, final_c, rows)
 
     def forward(
-        self, sources: list[Tensor], lengths: list[Tensor]
-    ) -> list[tuple[Tensor, Tensor, Tensor]]:
-        futures: list[torch.jit.Future[tuple[Tensor, Tensor, Tensor]]] = []
+        self, sources: list[Tensor], lengths: list[Tensor], shortlists: list[Tensor | None]
+    ) -> list[LaneSource]:
+        futures: list[torch.jit.Future[LaneSource]] = []
         for i in range(1, len(sources)):
-            futures.append(torch.jit.fork(self.encoder, sources[i], lengths[i]))  # type: ignore[no-untyped-call]
-        encoded = [self.encoder(sources[0], lengths[0])]
+            futures.append(torch.jit.fork(self.lane, sources[i], lengths[i], shortlists[i]))  # type: ignore[no-untyped-call]
+        encoded = [self.lane(sources[0], lengths[0], shortlists[0])]
         for future in futures:
             encoded.append(torch.jit.wait(future))  # type: ignore[no-untyped-call]
         return encoded

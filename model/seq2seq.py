@@ -59,17 +59,6 @@ class Seq2Seq(nn.Module):
         ``vocab`` restricts search to a shortlist of target ids (``model.shortlist``).
         """
         memory, final_h, final_c = self.encoder(src_ids, src_lens)
-        return self.encoder_output(src_ids, memory, final_h, final_c, vocab)
-
-    def encoder_output(
-        self,
-        src_ids: Tensor,
-        memory: Tensor,
-        final_h: Tensor,
-        final_c: Tensor,
-        vocab: OutputVocabulary | None = None,
-    ) -> EncoderOutput:
-        """What ``encode`` returns, from the encoder's outputs for ``src_ids``."""
         keys = self.decoder.attention.project_keys(memory)  # (B, S, A)
         return EncoderOutput(memory, keys, src_ids.ne(PAD_ID), final_h, final_c, vocab)
 

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from model import step_kernels
+from model.step_kernels import PackedLinear
 from model.tokenizer import EOS_ID
 
 SPECIAL_IDS = EOS_ID + 1  # ids 0..EOS_ID (pad, unk, bos, eos) are always scored
@@ -101,6 +102,15 @@ class BatchCandidates(NamedTuple):
     columns: Tensor  # (B, C) positions in ``ids``
 
 
+def int8_rows(weight: Tensor, bias: Tensor | None, ids: Tensor) -> PackedLinear:
+    """The rows ``ids`` of an int8 output layer (weight (V, O), bias (V,)), prepacked for
+    ``torch.ops.quantized.linear_dynamic``. TorchScript compiles it too: lanes pick their rows
+    at once, each on its own core (``model.lanes``)."""
+    rows = weight.index_select(0, ids)
+    picked = None if bias is None else bias.index_select(0, ids)
+    return torch.ops.quantized.linear_prepack(rows, picked)
+
+
 class OutputVocabulary(NamedTuple):
     """A batch's shortlist: the output layer's rows for the union, and every sentence's columns.
 
@@ -112,7 +122,7 @@ class OutputVocabulary(NamedTuple):
     columns: Tensor  # (B, C) each sentence's positions in the union (``BatchCandidates.ids``)
     sentence_ids: Tensor  # (B, C) the target ids of those positions
     weight: Tensor | None  # (U, O) float rows of the union, or None when ``packed`` has them
-    bias: Tensor | None  # (U,)
+    bias: Tensor | None  # (U,), or None as ``weight``
     packed: Any = None  # int8 rows prepacked for torch.ops.quantized.linear_dynamic
 
     def project(self, vec: Tensor) -> Tensor:
@@ -126,6 +136,12 @@ class OutputVocabulary(NamedTuple):
         rows = union.view(batch, -1, union.size(-1))  # (B, K, U)
         mine = rows.gather(2, self.columns.unsqueeze(1).expand(-1, rows.size(1), -1))
         return mine.view(-1, width)
+
+    @classmethod
+    def int8(cls, candidates: BatchCandidates, packed: PackedLinear) -> OutputVocabulary:
+        """A batch's shortlist whose output rows ``packed`` came from ``int8_rows``."""
+        ids, columns = candidates
+        return cls(columns, ids[columns], None, None, packed)
 
     def to_ids(self, positions: Tensor) -> Tensor:
         """Positions with a leading sentence dimension (B, ...) or (B x K,) -> target ids."""
@@ -153,15 +169,18 @@ class OutputLayer:
         else:
             self.weight, self.bias = generator.weight, generator.bias
 
+    @property
+    def int8_weights(self) -> tuple[Tensor, Tensor | None] | None:
+        """(weight, bias) for ``int8_rows``; None for a float layer."""
+        return (self.weight, self.bias) if self.packed else None
+
     def restrict(self, candidates: BatchCandidates) -> OutputVocabulary:
         ids, columns = candidates
+        if self.packed:
+            return OutputVocabulary.int8(candidates, int8_rows(self.weight, self.bias, ids))
         weight = self.weight.index_select(0, ids)
         bias = None if self.bias is None else self.bias.index_select(0, ids)
-        sentence_ids = ids[columns]
-        if self.packed:
-            packed = torch.ops.quantized.linear_prepack(weight, bias)
-            return OutputVocabulary(columns, sentence_ids, None, bias, packed)
-        return OutputVocabulary(columns, sentence_ids, weight, bias)
+        return OutputVocabulary(columns, ids[columns], weight, bias)
 
 
 def build_shortlist(

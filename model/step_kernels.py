@@ -11,10 +11,15 @@ layers take the ordinary path.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    PackedLinear = Any
+else:  # the type TorchScript needs for prepacked int8 weights
+    PackedLinear = torch.classes.quantized.LinearPackedParamsBase
 
 FEW_ROWS = 64  # at most this many rows take the weight-left path (bench/decode.py --kernels)
 

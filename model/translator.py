@@ -20,11 +20,12 @@ from torch import Tensor, nn
 from model.beam import beam_search
 from model.bundle import Bundle, load_bundle
 from model.compiled_search import CompiledSearch, script_encoder
+from model.decoder import EncoderOutput
 from model.errors import DeviceError, InputTooLong, ModelError, TranslationFailed
 from model.lanes import compile_lane_encoder, merge_lanes, split_lanes
 from model.search import DecodeOptions, Hypothesis, greedy_search
 from model.seq2seq import Seq2Seq
-from model.shortlist import OutputLayer, OutputVocabulary
+from model.shortlist import BatchCandidates, OutputLayer, OutputVocabulary
 from model.tokenizer import PAD_ID
 
 log = logging.getLogger(__name__)
@@ -245,19 +246,23 @@ class Translator(ModelView):
             # inference mode (its plan would then fail on inference tensors).
             self.model.requires_grad_(False)
             self.model.encoder = script_encoder(self.model.encoder)  # type: ignore[arg-type]
+        self.output_layer = (  # read once, only where a shortlist will restrict it
+            OutputLayer(self.model.decoder.generator)  # type: ignore[union-attr,arg-type]
+            if self.shortlist is not None
+            else None
+        )
         self.lane_encoder = (
-            compile_lane_encoder(self.model.encoder)
+            compile_lane_encoder(
+                self.model.encoder,
+                self.compiled_search.key_proj,
+                None if self.output_layer is None else self.output_layer.int8_weights,
+            )
             if lanes > 1
             and self.compiled_search is not None
             and isinstance(self.model.encoder, torch.jit.ScriptModule)
             else None
         )
         self.lanes = lanes if self.lane_encoder is not None else 1
-        self.output_layer = (  # read once, only where a shortlist will restrict it
-            OutputLayer(self.model.decoder.generator)  # type: ignore[union-attr,arg-type]
-            if self.shortlist is not None
-            else None
-        )
 
     def translate(self, texts: Sequence[str], options: DecodeOptions | None = None) -> list[Result]:
         """Translate ``texts``; results come back in the same order, one per input."""
@@ -318,7 +323,10 @@ class Translator(ModelView):
         lanes = split_lanes(batch_ids, 1 if options.return_attention else self.lanes)
         if len(lanes) > 1:
             return merge_lanes(self._decode_lanes(lanes, options))
-        src, lens, vocab = self._source(batch_ids)
+        src, lens, candidates = self._source(batch_ids)
+        vocab = None
+        if candidates is not None and self.output_layer is not None:
+            vocab = self.output_layer.restrict(candidates)
         model: Seq2Seq = self.model  # type: ignore[assignment]
         try:
             enc = model.encode(src, lens.to(self.device), vocab)
@@ -338,19 +346,29 @@ class Translator(ModelView):
     ) -> list[list[list[Hypothesis]]]:
         """Each lane's hypotheses, the lanes encoded and searched at once (``model.lanes``)."""
         assert self.lane_encoder is not None and self.compiled_search is not None
-        model: Seq2Seq = self.model  # type: ignore[assignment]
         inputs = [self._source(ids) for ids in lanes]
         lengths = [lens for _, lens, _ in inputs]
-        encoded = self.lane_encoder([src for src, _, _ in inputs], lengths)
+        encoded = self.lane_encoder(
+            [src for src, _, _ in inputs],
+            lengths,
+            [None if candidates is None else candidates.ids for _, _, candidates in inputs],
+        )
         encs = [
-            model.encoder_output(src, memory, final_h, final_c, vocab)
-            for (src, _, vocab), (memory, final_h, final_c) in zip(inputs, encoded, strict=True)
+            EncoderOutput(
+                lane.memory,
+                lane.keys,
+                src.ne(PAD_ID),
+                lane.final_h,
+                lane.final_c,
+                None if candidates is None else OutputVocabulary.int8(candidates, lane.output),
+            )
+            for (src, _, candidates), lane in zip(inputs, encoded, strict=True)
         ]
         return self.compiled_search.search_lanes(encs, lengths, options)
 
-    def _source(self, batch_ids: list[list[int]]) -> tuple[Tensor, Tensor, OutputVocabulary | None]:
+    def _source(self, batch_ids: list[list[int]]) -> tuple[Tensor, Tensor, BatchCandidates | None]:
         """A batch's padded source ids (B, S) on the model's device, its lengths (B,) on the CPU,
-        and its shortlist (None: the whole vocabulary)."""
+        and its shortlist's candidates (None: the whole vocabulary)."""
         # One tensor from padded lists, not a copy per row: every torch call releases the GIL,
         # and in a server each one may wait for the event loop to hand it back.
         widths = [len(ids) for ids in batch_ids]
@@ -358,10 +376,8 @@ class Translator(ModelView):
         lens = torch.tensor(widths)
         src = torch.tensor([ids + [PAD_ID] * (longest - len(ids)) for ids in batch_ids])
         src = src.to(self.device)
-        vocab = None
-        if self.shortlist is not None and self.output_layer is not None:
-            vocab = self.output_layer.restrict(self.shortlist.candidates(src))
-        return src, lens, vocab
+        candidates = None if self.shortlist is None else self.shortlist.candidates(src)
+        return src, lens, candidates
 
     def _result(
         self, ids: list[int], hyps: list[Hypothesis] | ModelError, whitespace: tuple[str, str, str]

@@ -4,6 +4,7 @@ exactly what translating its part alone gives it, in the caller's order."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,11 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from model import DecodeOptions, Translator, load_bundle, load_on_cores
+from model import DecodeOptions, Translator, load_bundle, load_on_cores, save_bundle
 from model.lanes import compile_lane_encoder, merge_lanes, split_lanes
 from model.search import Hypothesis
+from model.seq2seq import Seq2Seq
+from model.tokenizer import Tokenizer
 
 SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "models" / "en-de-multi30k"
 SOURCES = ["ba de gi ko", "lu ma ne", "pi ra se tu ba ko lu", "ko", "ne ne ne ma ra", "gi gi"]
@@ -55,6 +58,22 @@ def test_lanes_give_what_each_lane_alone_gives(
     tiny_bundle: Path, lanes: int, options: DecodeOptions
 ) -> None:
     translator = Translator(load_bundle(tiny_bundle), quantize="int8", lanes=lanes)
+    assert_lanes_match_lane_by_lane(translator, lanes, options)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_lanes_with_dot_attention_use_the_memory_as_keys(
+    make_model: Callable[..., Seq2Seq], tokenizer: Tokenizer, tmp_path: Path
+) -> None:
+    """``dot`` attention has no key projection: a lane's keys are its memory."""
+    bundle = save_bundle(tmp_path / "dot", make_model(attention="dot"), tokenizer)
+    translator = Translator(load_bundle(bundle), quantize="int8", lanes=2)
+    assert_lanes_match_lane_by_lane(translator, 2, DecodeOptions(beam_size=1))
+
+
+def assert_lanes_match_lane_by_lane(
+    translator: Translator, lanes: int, options: DecodeOptions
+) -> None:
     assert translator.lanes == lanes
     batch = sorted(translator.tokenizer.encode_sources(SOURCES), key=len)
     with torch.inference_mode():
@@ -103,7 +122,7 @@ def test_a_lane_encoder_torchscript_cannot_compile_means_no_lanes(
         raise RuntimeError("TorchScript is not available")
 
     monkeypatch.setattr(torch.jit, "script", no_torchscript)
-    assert compile_lane_encoder(translator.model.encoder) is None  # type: ignore[arg-type]
+    assert compile_lane_encoder(translator.model.encoder, None, None) is None  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("quantize", "lanes", "threads"), [("int8", 2, 1), ("none", 1, 2)])

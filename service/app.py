@@ -23,6 +23,7 @@ from service.batching import Batcher, BatcherCrashed, TranslateFn
 from service.body_limit import BodyLimitMiddleware, max_body_bytes
 from service.deps import ServiceState
 from service.errors import install_handlers
+from service.fast_path import TranslationApp
 from service.gc_tuning import tune_garbage_collector
 from service.metrics import Metrics, MetricsMiddleware
 from service.model_workers import (
@@ -53,7 +54,7 @@ def create_app(settings: Settings, translator_factory: TranslatorFactory | None 
         finally:
             await stop_models(state)
 
-    app = FastAPI(
+    app = TranslationApp(
         title="lstm-nmt",
         summary="Attention-LSTM machine translation with cross-request batching",
         version="0.1.0",
@@ -70,7 +71,6 @@ def create_app(settings: Settings, translator_factory: TranslatorFactory | None 
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
-    app.router.routes[:0] = routes.lean_routes  # first: matched before the docs routes
     app.include_router(routes.router)
     app.include_router(libretranslate.router)
     return app

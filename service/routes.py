@@ -13,8 +13,6 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from starlette.routing import Match, Route
-from starlette.types import Scope
 
 from service.deps import (
     RegistryDep,
@@ -83,10 +81,11 @@ async def translate(
     return TranslateResponse(model=loaded.id, translations=translations, timing=timing)
 
 
-async def _translate_lean(request: Request) -> Response:
+async def translate_lean(request: Request) -> Response:
     """`translate` without FastAPI's per-request machinery (dependency solving, validating the
     body from Python objects, validating and encoding the response again): the HTTP side's CPU
-    per request fell from 1.0 to 0.6-0.7 ms (bench/README.md).
+    per request fell from 1.0 to 0.6-0.7 ms (bench/README.md). `service.fast_path` serves
+    POST /v1/translate with it.
 
     Same checks in the same order (API key, readiness, body), and errors are raised to the
     same exception handlers, so the API is the one documented by `translate`'s route.
@@ -103,20 +102,6 @@ async def _translate_lean(request: Request) -> Response:
         raise RequestValidationError(exc.errors(include_url=False)) from None
     result = await translate(body, request, registry, settings)
     return Response(result.model_dump_json(exclude_none=True), media_type="application/json")
-
-
-class _NamedRoute(Route):
-    """A Starlette route that, like FastAPI's, puts itself in scope["route"] (metrics labels)."""
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        match, child_scope = super().matches(scope)
-        if match != Match.NONE:
-            child_scope["route"] = self
-        return match, child_scope
-
-
-# Served ahead of the APIRoute above, which stays for /docs (it matches the same requests).
-lean_routes = [_NamedRoute("/v1/translate", _translate_lean, methods=["POST"])]
 
 
 @router.get("/v1/models", response_model=ModelList, responses=ERRORS, tags=["models"])

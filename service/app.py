@@ -63,7 +63,7 @@ def create_app(settings: Settings, translator_factory: TranslatorFactory | None 
     app.state.service = state
     install_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes(settings))
-    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics, access_log=settings.access_log)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -91,6 +91,6 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         workers=1,  # see the module docstring
         log_level=settings.log_level,
-        access_log=settings.access_log,
+        access_log=False,  # the app writes its own (service/metrics.py)
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
     )

@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     access_log: bool = Field(
-        default=True, description="a log line per request (about 4% of the HTTP side's CPU)"
+        default=True, description="a log line per request, with its status and milliseconds"
     )
 
     @field_validator("models", "api_keys", "cors_origins", mode="before")

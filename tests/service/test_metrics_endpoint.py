@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import re
+
+import pytest
 from fastapi.testclient import TestClient
 from service_fakes import FakeTranslator, make_app, metric
 
@@ -38,3 +42,25 @@ def test_each_app_has_its_own_registry() -> None:
         route = {"route": "/v1/translate", "status": "200"}
         assert metric(one.get("/metrics").text, "nmt_requests_total", **route) == 1
         assert metric(two.get("/metrics").text, "nmt_requests_total", **route) == 0
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_access_log_has_a_line_per_request_with_status_and_milliseconds(
+    caplog: pytest.LogCaptureFixture, enabled: bool
+) -> None:
+    with (
+        caplog.at_level(logging.INFO, logger="service.access"),
+        TestClient(make_app(FakeTranslator(), access_log=enabled)) as client,
+    ):
+        client.post("/v1/translate?trace=1", json={"text": "a"})
+        client.get("/nowhere")
+    lines = [r.getMessage() for r in caplog.records if r.name == "service.access"]
+    if not enabled:
+        assert lines == []
+        return
+    translate, missing = lines
+    ms = r"\d+\.\d ms"
+    assert re.fullmatch(
+        rf'testclient:\d+ "POST /v1/translate\?trace=1 HTTP/1.1" 200 {ms}', translate
+    )
+    assert re.fullmatch(rf'testclient:\d+ "GET /nowhere HTTP/1.1" 404 {ms}', missing)

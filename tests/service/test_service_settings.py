@@ -87,17 +87,16 @@ def test_serve_is_registered_for_the_nmt_command() -> None:
     assert commands["service"] == "service.cli:add_commands"
 
 
-def test_serve_runs_one_uvicorn_worker_with_the_access_log_setting(
+def test_serve_runs_one_uvicorn_worker_and_leaves_the_access_log_to_the_app(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import uvicorn
 
-    monkeypatch.setenv("NMT_ACCESS_LOG", "false")
     calls: list[dict[str, object]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
     cli.serve(Settings())
     (kwargs,) = calls
-    assert kwargs["workers"] == 1 and kwargs["access_log"] is False
+    assert kwargs["workers"] == 1 and kwargs["access_log"] is False  # service/metrics.py
 
 
 def test_serve_refuses_a_directory_that_is_not_a_bundle_before_starting(

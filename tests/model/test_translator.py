@@ -148,6 +148,18 @@ def test_n_best_candidates_are_sorted_by_score(translator: Translator) -> None:
         assert result.score == scores[0] and result.text == result.candidates[0].text
 
 
+def test_pieces_are_the_vocabularys_piece_for_each_id(translator: Translator) -> None:
+    tokenizer = translator.tokenizer
+    for text in [*TEXTS, "mo pa"]:
+        ids = tokenizer.encode_source(text)
+        expected = [tokenizer._src.id_to_piece(i) for i in ids]
+        assert expected[-1] == "</s>"
+        assert tokenizer.source_pieces(ids) == expected
+        assert tokenizer.target_pieces(ids) == expected  # the tiny model's joint vocabulary
+    assert "<unk>" in tokenizer.source_pieces(tokenizer.encode_source("mo pa"))
+    assert tokenizer.source_pieces([]) == []
+
+
 @pytest.mark.parametrize("beam_size", [1, 3])
 def test_attention_rows_cover_the_source_and_sum_to_one(
     translator: Translator, beam_size: int

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import itertools
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from service_fakes import SIGNATURE, FakeTranslator, make_app, make_settings
 
+from model import DecodeOptions
 from service.app import create_app
 from service.gc_tuning import YOUNGEST_THRESHOLD
 from service.settings import Settings
+from service.translation import decode_options
 
 
 def translate(client: TestClient, **body: object) -> dict:  # type: ignore[type-arg]
@@ -133,6 +137,34 @@ def test_decoding_settings_reach_the_translator(client: TestClient, fake: FakeTr
     assert (options.beam_size, options.n_best, options.max_length) == (2, 1, 7)
     translate(client, text="y")
     assert fake.batches[-1][1].beam_size == 5  # DecodeOptions default
+
+
+def test_request_options_are_the_defaults_with_each_override() -> None:
+    defaults, settings = DecodeOptions(beam_size=4, max_length=50), make_settings(FakeTranslator())
+    seen = set()
+    for beam, n_best, max_length, alignment in itertools.product(
+        (None, 2, 4), (1, 2), (None, 9), (False, True)
+    ):
+        options = decode_options(
+            defaults,
+            settings,
+            beam_size=beam,
+            n_best=n_best,
+            max_length=max_length,
+            return_alignment=alignment,
+        )
+        expected = dataclasses.replace(
+            defaults,
+            beam_size=beam or 4,
+            n_best=n_best,
+            max_length=max_length or 50,
+            return_attention=alignment,
+        )
+        assert options == expected
+        seen.add(options)
+    assert len(seen) == 16  # beam None is the default, 4
+    again = decode_options(defaults, settings, beam_size=1, max_length=9)
+    assert again is decode_options(defaults, settings, beam_size=1, max_length=9)  # cached
 
 
 def test_model_chosen_by_id_or_language_pair() -> None:

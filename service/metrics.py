@@ -157,10 +157,9 @@ class MetricsMiddleware:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
-        # Children by label values, looked up once (see ModelMetrics); routes are templates
-        # and methods and statuses few, so these stay small.
-        self._counted: dict[tuple[str, str, int], Counter] = {}
-        self._timed: dict[str, Histogram] = {}
+        # The request counter's and latency histogram's children by label values, looked up
+        # once (see ModelMetrics); routes are templates, methods and statuses few.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -180,23 +179,21 @@ class MetricsMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")  # bounded label values
-            self._count(route, scope["method"], status).inc()
-            self._latency(route).observe(elapsed)
+            requests, latency = self._children_for(route, scope["method"], status)
+            requests.inc()
+            latency.observe(elapsed)
             if self.access_log:
                 log_access(scope, status, elapsed)
 
-    def _count(self, route: str, method: str, status: int) -> Counter:
+    def _children_for(self, route: str, method: str, status: int) -> tuple[Counter, Histogram]:
         key = (route, method, status)
-        child = self._counted.get(key)
-        if child is None:
-            child = self._counted[key] = self.metrics.requests.labels(route, method, str(status))
-        return child
-
-    def _latency(self, route: str) -> Histogram:
-        child = self._timed.get(route)
-        if child is None:
-            child = self._timed[route] = self.metrics.latency.labels(route)
-        return child
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.metrics.requests.labels(route, method, str(status)),
+                self.metrics.latency.labels(route),
+            )
+        return children
 
 
 def log_access(scope: Scope, status: int, elapsed: float) -> None:

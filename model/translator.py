@@ -196,9 +196,14 @@ class ModelView:
             return None
         return dict(self.metadata.get("shortlist") or {})
 
+    def encode(self, text: str) -> list[int]:
+        """The source ids the model sees for ``text`` (its words, not the whitespace around
+        them), EOS included: what ``Translator.translate`` takes as ``source_ids``."""
+        return self.tokenizer.encode_source(text.strip())
+
     def count_tokens(self, text: str) -> int:
         """Source pieces the model would see for ``text``, EOS included."""
-        return len(self.tokenizer.encode_source(text.strip()))
+        return len(self.encode(text))
 
 
 class Translator(ModelView):
@@ -264,15 +269,30 @@ class Translator(ModelView):
         )
         self.lanes = lanes if self.lane_encoder is not None else 1
 
-    def translate(self, texts: Sequence[str], options: DecodeOptions | None = None) -> list[Result]:
-        """Translate ``texts``; results come back in the same order, one per input."""
+    def translate(
+        self,
+        texts: Sequence[str],
+        options: DecodeOptions | None = None,
+        source_ids: Sequence[list[int]] | None = None,
+    ) -> list[Result]:
+        """Translate ``texts``; results come back in the same order, one per input.
+
+        ``source_ids``: each text's ``encode(text)``, where the caller has them already (a
+        server counts each sentence's tokens before it queues it), so that the batch does not
+        wait for the texts to be encoded again.
+        """
         options = options or DecodeOptions()
+        if source_ids is not None and len(source_ids) != len(texts):
+            raise ValueError(f"{len(source_ids)} source_ids for {len(texts)} texts")
         results: list[Result | None] = [None] * len(texts)
         parts = [split_whitespace(t) for t in texts]
         with_text = [i for i, (_, core, _) in enumerate(parts) if core]
         for i in set(range(len(texts))).difference(with_text):
             results[i] = Result((Candidate("", 0.0, ()),))
-        encoded = self.tokenizer.encode_sources([parts[i][1] for i in with_text])
+        if source_ids is None:
+            encoded = self.tokenizer.encode_sources([parts[i][1] for i in with_text])
+        else:
+            encoded = [source_ids[i] for i in with_text]
         pending: list[tuple[int, list[int]]] = []
         for i, ids in zip(with_text, encoded, strict=True):
             if len(ids) > self.max_input_tokens:

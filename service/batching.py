@@ -49,7 +49,18 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TranslateFn = Callable[[list[str], "DecodeOptions"], Sequence["Result"]]
+
+class TranslateFn(Protocol):
+    """``model.Translator.translate``: texts, their options and, when known, their source ids
+    (``Translator.encode``); the batcher passes the ids the request counted its tokens with."""
+
+    def __call__(
+        self,
+        texts: list[str],
+        options: DecodeOptions,
+        source_ids: list[list[int]] | None = None,
+        /,
+    ) -> Sequence[Result]: ...
 
 
 class BatcherError(Exception):
@@ -93,7 +104,11 @@ class Entry:
     future: asyncio.Future[Outcome]
     enqueued_at: float  # time.monotonic()
     deadline: float  # time.monotonic()
-    n_tokens: int  # source tokens incl. </s>
+    source_ids: list[int]  # what the model reads (``Translator.encode``), </s> included
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.source_ids)
 
 
 class BatchObserver(Protocol):
@@ -191,7 +206,11 @@ class Batcher:
         self._task = asyncio.create_task(self._run(), name="batcher")
 
     def enqueue(
-        self, texts: Sequence[str], n_tokens: Sequence[int], options: DecodeOptions, deadline: float
+        self,
+        texts: Sequence[str],
+        source_ids: Sequence[list[int]],
+        options: DecodeOptions,
+        deadline: float,
     ) -> list[asyncio.Future[Outcome]]:
         """Queue all of one request's sentences, or none of them (QueueFull)."""
         if self._closing:
@@ -204,9 +223,9 @@ class Batcher:
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         futures: list[asyncio.Future[Outcome]] = []
-        for text, count in zip(texts, n_tokens, strict=True):
+        for text, ids in zip(texts, source_ids, strict=True):
             futures.append(loop.create_future())
-            self._queue.append(Entry(text, options, futures[-1], now, deadline, count))
+            self._queue.append(Entry(text, options, futures[-1], now, deadline, ids))
         self._wakeup.set()
         self.observer.queue_depth(len(self._queue))
         return futures
@@ -214,7 +233,7 @@ class Batcher:
     async def submit(
         self,
         texts: Sequence[str],
-        n_tokens: Sequence[int],
+        source_ids: Sequence[list[int]],
         options: DecodeOptions,
         timeout_s: float,
     ) -> list[Outcome]:
@@ -225,7 +244,7 @@ class Batcher:
             DeadlineExceeded: not done within `timeout_s`; unstarted sentences are dropped.
             Exception: whatever the translator raised for a batch holding one of `texts`.
         """
-        futures = self.enqueue(texts, n_tokens, options, time.monotonic() + timeout_s)
+        futures = self.enqueue(texts, source_ids, options, time.monotonic() + timeout_s)
         deadline = asyncio.timeout(timeout_s)
         try:
             async with deadline:
@@ -345,9 +364,8 @@ class Batcher:
         self._busy += 1
         self._inflight.update(batch)
         try:
-            return loop.run_in_executor(
-                self.executor, self.translate, [e.text for e in batch], batch[0].options
-            )
+            texts, ids = [e.text for e in batch], [e.source_ids for e in batch]
+            return loop.run_in_executor(self.executor, self.translate, texts, batch[0].options, ids)
         except Exception as exc:  # e.g. an executor already shut down: fail this batch only
             failed: asyncio.Future[Sequence[Result]] = loop.create_future()
             failed.set_exception(exc)

@@ -10,7 +10,7 @@ bench/README.md.
 
 A worker loads the bundle itself (the spawn start method: forking a process that has started
 torch's thread pools is unsafe), translates one warm-up sentence, says it is ready, then answers
-``(texts, options)`` with ``list[Result]`` over a pipe until it gets ``None``.
+``(texts, options, source_ids)`` with ``list[Result]`` over a pipe until it gets ``None``.
 """
 
 from __future__ import annotations
@@ -64,11 +64,13 @@ def describe_model(path: Path, settings: Settings) -> ModelDescription:
 def inference_runner(translator: TranslatorLike) -> TranslateFn:
     """`translator.translate` under torch.inference_mode(), for a worker thread."""
 
-    def run(texts: list[str], options: DecodeOptions) -> Sequence[Result]:
+    def run(
+        texts: list[str], options: DecodeOptions, source_ids: list[list[int]] | None = None, /
+    ) -> Sequence[Result]:
         import torch  # already imported by the model; the lookup is cheap
 
         with torch.inference_mode():
-            return translator.translate(texts, options)
+            return translator.translate(texts, options, source_ids)
 
     return run
 
@@ -128,10 +130,12 @@ class WorkerPool:
             self.close(timeout_s=0)  # the others may still be loading: stop them now
             raise
 
-    def translate(self, texts: list[str], options: DecodeOptions) -> list[Result]:
+    def translate(
+        self, texts: list[str], options: DecodeOptions, source_ids: list[list[int]] | None = None, /
+    ) -> list[Result]:
         index, connection = self._take_free_worker()
         try:
-            connection.send((texts, options))
+            connection.send((texts, options, source_ids))
             kind, detail = connection.recv()
         except (EOFError, OSError):
             self._dead.add(index)  # it does not go back to the free list

@@ -37,13 +37,18 @@ class ModelDescription(Protocol):
     def shortlist_info(self) -> dict[str, Any] | None: ...
     @property
     def device(self) -> Any: ...
-    def count_tokens(self, text: str) -> int: ...
+    def encode(self, text: str) -> list[int]: ...
 
 
 class TranslatorLike(ModelDescription, Protocol):
     """A model the service runs in its own process: `model.Translator`."""
 
-    def translate(self, texts: Sequence[str], options: DecodeOptions = ...) -> list[Result]: ...
+    def translate(
+        self,
+        texts: Sequence[str],
+        options: DecodeOptions = ...,
+        source_ids: Sequence[list[int]] | None = ...,
+    ) -> list[Result]: ...
 
 
 @dataclass(eq=False)

@@ -137,17 +137,20 @@ async def translate_texts(
     single: bool = False,
 ) -> Batched:
     """Split into sentences that fit the model, translate them in shared batches, regroup."""
-    counted: dict[str, int] = {}  # splitter.fit asks about the same sentences again
+    # Each sentence is encoded once, here: splitter.fit asks about the same sentences again,
+    # and the model reads these ids rather than encoding the sentences a second time.
+    encoded: dict[str, list[int]] = {}
 
-    def count(sentence: str) -> int:
-        if sentence not in counted:
-            counted[sentence] = loaded.translator.count_tokens(sentence)
-        return counted[sentence]
+    def encode(sentence: str) -> list[int]:
+        if sentence not in encoded:
+            encoded[sentence] = loaded.translator.encode(sentence)
+        return encoded[sentence]
 
     limit = settings.max_input_tokens
-    splits = [splitter.fit(splitter.split(t), lambda s: count(s) <= limit) for t in texts]
+    splits = [splitter.fit(splitter.split(t), lambda s: len(encode(s)) <= limit) for t in texts]
     sentences = [s for parts in splits for s in parts.sentences]
-    counts = [count(s) for s in sentences]
+    source_ids = [encode(s) for s in sentences]
+    counts = [len(ids) for ids in source_ids]
     _check_tokens(splits, counts, field, single, limit)  # only a 1-character piece can fail
     if not sentences:
         return Batched([TextResult(parts, []) for parts in splits], 0.0, 0.0)
@@ -158,7 +161,7 @@ async def translate_texts(
             f"the request splits into {len(sentences)} sentences; at most "
             f"{loaded.batcher.max_queue} can be queued (NMT_MAX_QUEUE): send fewer at a time",
         )
-    work = loaded.batcher.submit(sentences, counts, options, settings.request_timeout_s)
+    work = loaded.batcher.submit(sentences, source_ids, options, settings.request_timeout_s)
     outcomes = await unless_disconnected(work, request)
     results = [outcome.result for outcome in outcomes]
     grouped: list[TextResult] = []

@@ -148,6 +148,23 @@ def test_n_best_candidates_are_sorted_by_score(translator: Translator) -> None:
         assert result.score == scores[0] and result.text == result.candidates[0].text
 
 
+def test_source_ids_given_are_read_instead_of_encoding_again(
+    translator: Translator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [*TEXTS, "  ", " ku "]  # blank and padded texts too
+    expected = translator.translate(texts, BEAM)
+    source_ids = [translator.encode(text) for text in texts]
+    assert source_ids[-1] == translator.tokenizer.encode_source("ku")  # whitespace left out
+
+    def refuse(texts: list[str]) -> list[list[int]]:
+        raise AssertionError("encoded again")
+
+    monkeypatch.setattr(translator.tokenizer, "encode_sources", refuse)
+    assert translator.translate(texts, BEAM, source_ids) == expected
+    with pytest.raises(ValueError, match="2 source_ids for 3 texts"):
+        translator.translate(texts[:3], BEAM, source_ids[:2])
+
+
 def test_pieces_are_the_vocabularys_piece_for_each_id(translator: Translator) -> None:
     tokenizer = translator.tokenizer
     for text in [*TEXTS, "mo pa"]:

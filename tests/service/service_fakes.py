@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -45,6 +46,7 @@ class FakeTranslator:
         self.shortlist_info = None
         self.device = "cpu"
         self.batches: list[tuple[list[str], DecodeOptions]] = []
+        self.source_ids: list[list[list[int]] | None] = []  # each batch's, as passed in
         self.gate = threading.Event()
         self.gate.set()
         self.fail_on: str | None = None
@@ -61,10 +63,18 @@ class FakeTranslator:
             return -(-len(text) // self.chars_per_token) + 1
         return len(text.split()) + 1
 
+    def encode(self, text: str) -> list[int]:
+        """As many ids as `count_tokens` says, each a checksum of the text and its position."""
+        return [(zlib.crc32(text.encode()) + i) % 1000 for i in range(self.count_tokens(text))]
+
     def translate(
-        self, texts: Sequence[str], options: DecodeOptions = DEFAULT_OPTIONS
+        self,
+        texts: Sequence[str],
+        options: DecodeOptions = DEFAULT_OPTIONS,
+        source_ids: Sequence[list[int]] | None = None,
     ) -> list[Result]:
         self.batches.append((list(texts), options))
+        self.source_ids.append(None if source_ids is None else list(source_ids))
         assert self.gate.wait(timeout=10), "test left the gate closed"
         if self.fail_on is not None and any(self.fail_on in t for t in texts):
             raise self.failure

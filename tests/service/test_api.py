@@ -83,6 +83,8 @@ def test_long_text_is_split_translated_together_and_rejoined(
     out = translate(client, text=text)
     assert out["translations"][0]["text"] == text
     assert fake.batches[-1][0] == ["First one.", "Second one!", "Third line"]
+    # each sentence was encoded once, when its tokens were counted, and the model gets those ids
+    assert fake.source_ids[-1] == [fake.encode(s) for s in fake.batches[-1][0]]
 
 
 @pytest.mark.parametrize(

@@ -39,8 +39,13 @@ def make_batcher(fake: FakeTranslator, **kwargs: Any) -> Batcher:
     return batcher
 
 
+def ids(n_tokens: int) -> list[int]:
+    """Source ids of a sentence of `n_tokens` tokens (the batcher only counts them)."""
+    return [7] * n_tokens
+
+
 async def one(batcher: Batcher, text: str, options: DecodeOptions = GREEDY, timeout: float = 5):
-    (outcome,) = await batcher.submit([text], [len(text.split()) + 1], options, timeout)
+    (outcome,) = await batcher.submit([text], [ids(len(text.split()) + 1)], options, timeout)
     return outcome.result.text
 
 
@@ -57,7 +62,7 @@ async def hold_worker(batcher: Batcher, fake: FakeTranslator) -> asyncio.Task[st
 
 def entries(*specs: tuple[str, DecodeOptions, int], deadline: float = 1e18) -> deque[Entry]:
     loop = asyncio.new_event_loop()
-    queue = deque(Entry(t, o, loop.create_future(), 0.0, deadline, n) for t, o, n in specs)
+    queue = deque(Entry(t, o, loop.create_future(), 0.0, deadline, ids(n)) for t, o, n in specs)
     loop.close()
     return queue
 
@@ -279,7 +284,7 @@ def test_per_sentence_errors_reach_their_own_request_and_on_error() -> None:
         fake.errors["gpu died"] = DeviceError("CUDA error")
         seen: list[BaseException] = []
         batcher = make_batcher(fake, on_error=seen.append)
-        outcomes = await batcher.submit(["gpu died", "fine"], [3, 2], GREEDY, 5)
+        outcomes = await batcher.submit(["gpu died", "fine"], [ids(3), ids(2)], GREEDY, 5)
         assert outcomes[0].result.error is fake.errors["gpu died"]
         assert outcomes[1].result.text == "fine"
         assert seen == [fake.errors["gpu died"]]
@@ -293,10 +298,10 @@ def test_full_queue_rejects_whole_requests() -> None:
         fake = FakeTranslator()
         batcher = make_batcher(fake, max_queue=3)
         first = await hold_worker(batcher, fake)
-        queued = asyncio.create_task(batcher.submit(["a", "b"], [2, 2], GREEDY, 5))
+        queued = asyncio.create_task(batcher.submit(["a", "b"], [ids(2), ids(2)], GREEDY, 5))
         await wait_until(lambda: batcher.depth == 2)
         with pytest.raises(QueueFull, match=r"limit is 3 \(NMT_MAX_QUEUE\)"):
-            await batcher.submit(["c", "d"], [2, 2], GREEDY, 5)
+            await batcher.submit(["c", "d"], [ids(2), ids(2)], GREEDY, 5)
         assert batcher.depth == 2  # all or nothing
         fake.gate.set()
         assert [o.result.text for o in await queued] == ["a", "b"]
@@ -328,7 +333,7 @@ def test_worker_fails_expired_entries_without_computing_them() -> None:
         fake = FakeTranslator()
         batcher = make_batcher(fake)
         first = await hold_worker(batcher, fake)
-        (expired,) = batcher.enqueue(["expired"], [2], GREEDY, deadline=time.monotonic() - 1)
+        (expired,) = batcher.enqueue(["expired"], [ids(2)], GREEDY, deadline=time.monotonic() - 1)
         fake.gate.set()
         with pytest.raises(DeadlineExceeded):
             await expired
@@ -424,7 +429,7 @@ def test_idle_translators_share_the_queue_fairly() -> None:
         fake = FakeTranslator()
         batcher = make_batcher(fake, max_batch_size=64, concurrency=2)
         texts = [f"s{i}" for i in range(5)]
-        outcomes = await batcher.submit(texts, [2] * 5, GREEDY, 5)
+        outcomes = await batcher.submit(texts, [ids(2)] * 5, GREEDY, 5)
         assert [o.result.text for o in outcomes] == texts
         assert fake.sizes == [3, 2]  # not [5] with one translator left idle
         await batcher.close()

@@ -26,10 +26,13 @@ class ThreadRecorder(FakeTranslator):
         self.threads = threads
 
     def translate(
-        self, texts: Sequence[str], options: DecodeOptions = DEFAULT_OPTIONS
+        self,
+        texts: Sequence[str],
+        options: DecodeOptions = DEFAULT_OPTIONS,
+        source_ids: Sequence[list[int]] | None = None,
     ) -> list[Result]:
         self.threads.append(threading.get_ident())
-        return super().translate(texts, options)
+        return super().translate(texts, options, source_ids)
 
 
 def test_loading_warm_up_and_every_batch_of_every_model_share_one_thread() -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from model import (
     Candidate,
@@ -85,6 +87,51 @@ def test_leading_and_trailing_whitespace_is_kept(translator: Translator) -> None
     assert core and core == core.strip()
     (padded,) = translator.translate(["  ba be ki \t"], GREEDY)
     assert padded.text == "  " + core + " \t"
+
+
+any_texts = st.lists(
+    st.one_of(
+        st.text(max_size=40),  # any code point: controls, emoji, other scripts, surrogates
+        st.text(st.sampled_from("kubasemo \t\n\u00a0\u3000."), max_size=120),  # spaces, repeats
+        st.text(st.characters(categories=("Ll", "So")), min_size=30, max_size=80),  # long words
+        st.lists(st.sampled_from(["ku", "ba", "se", "mo."]), min_size=20, max_size=60).map(
+            " ".join
+        ),
+    ),
+    max_size=6,
+)
+
+
+@pytest.mark.usefixtures("one_thread")
+@settings(max_examples=40, deadline=None)
+@given(texts=any_texts, beam=st.sampled_from([1, 3]))
+def test_any_text_translates_or_fails_alone_as_too_long(
+    int8_lanes: Translator, texts: list[str], beam: int
+) -> None:
+    """Whatever the text, each input gets one result in order: a translation with its outer
+    whitespace kept, or InputTooLong for exactly the inputs over the limit."""
+    results = int8_lanes.translate(texts, DecodeOptions(beam_size=beam, n_best=beam))
+    assert len(results) == len(texts)
+    for text, result in zip(texts, results, strict=True):
+        too_long = int8_lanes.count_tokens(text) > int8_lanes.max_input_tokens
+        if too_long:
+            assert isinstance(result.error, InputTooLong) and result.text == ""
+            continue
+        assert result.error is None, result.error
+        assert len(result.candidates) == (beam if text.strip() else 1)
+        core = text.strip()
+        if core:
+            assert result.text.startswith(text[: len(text) - len(text.lstrip())])
+            assert result.text.endswith(text[len(text.rstrip()) :])
+        else:
+            assert result.text == ""
+
+
+@pytest.fixture(scope="module")
+def int8_lanes(tiny_bundle: Path) -> Translator:
+    """The service's CPU default: int8, compiled search in two lanes; a low input limit so
+    generated texts cross it."""
+    return Translator(load_bundle(tiny_bundle), quantize="int8", lanes=2, max_input_tokens=40)
 
 
 def test_lone_surrogates_are_translated_as_replacement_characters(translator: Translator) -> None:

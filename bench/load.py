@@ -30,7 +30,9 @@ Two clients: `--client httpx` (httpx.AsyncClient) and `--client streams` (the de
 keep-alive HTTP/1.1 client of a few lines on asyncio streams. Both send the same requests and
 count only 200s as successes. On the 2-core dev machine httpx used 4.5 ms of CPU per request
 against 0.14 ms for the streams client (32 clients polling /health), so with httpx the load
-generator took about half of the cores the server under test needs.
+generator took about half of the cores the server under test needs. The load generator runs
+on uvloop where it is installed: 0.065-0.083 ms of CPU per request against 0.098-0.102 on
+asyncio's own loop (against `bench/echo_server.py`, 32 clients).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -211,7 +214,8 @@ class StreamsClient:
     async def post(self, path: str, body: dict[str, object]) -> int:
         """The response's status code; raises OSError (or TimeoutError) when the exchange fails."""
         try:
-            return await asyncio.wait_for(self._exchange(path, body), self.timeout)
+            async with asyncio.timeout(self.timeout):  # no task per request, as wait_for makes
+                return await self._exchange(path, body)
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
             await self.close()  # reconnect on the next request
             raise OSError("request failed") from None
@@ -629,9 +633,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def event_loop() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop where installed (the service's own dependency): a third less of the load
+    generator's CPU per request than asyncio's loop, CPU the server under test shares."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    results = asyncio.run(main_async(args))
+    with asyncio.Runner(loop_factory=event_loop()) as runner:
+        results = runner.run(main_async(args))
     if not args.serve:
         print_table(results)
     for line in rounds_summary(results):

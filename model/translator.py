@@ -22,7 +22,7 @@ from model.bundle import Bundle, load_bundle
 from model.compiled_search import CompiledSearch, script_encoder
 from model.decoder import EncoderOutput
 from model.errors import DeviceError, InputTooLong, ModelError, TranslationFailed
-from model.lanes import compile_lane_encoder, merge_lanes, split_lanes
+from model.lanes import LaneSource, compile_lane_encoder, merge_lanes, split_lanes
 from model.search import DecodeOptions, Hypothesis, greedy_search
 from model.seq2seq import Seq2Seq
 from model.shortlist import BatchCandidates, OutputLayer, OutputVocabulary
@@ -368,11 +368,14 @@ class Translator(ModelView):
         assert self.lane_encoder is not None and self.compiled_search is not None
         inputs = [self._source(ids) for ids in lanes]
         lengths = [lens for _, lens, _ in inputs]
-        encoded = self.lane_encoder(
-            [src for src, _, _ in inputs],
-            lengths,
-            [None if candidates is None else candidates.ids for _, _, candidates in inputs],
-        )
+        encoded = [
+            LaneSource(*fields)
+            for fields in self.lane_encoder(
+                [src for src, _, _ in inputs],
+                lengths,
+                [None if candidates is None else candidates.ids for _, _, candidates in inputs],
+            )
+        ]
         encs = [
             EncoderOutput(
                 lane.memory,

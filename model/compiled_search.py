@@ -61,6 +61,26 @@ class SourceSide(NamedTuple):
     sentence_ids: Tensor | None  # (B, C) the target ids of those positions
 
 
+class SearchRules(NamedTuple):
+    """A request's decoding options and the special ids, in the one argument every compiled
+    loop takes for them (TorchScript does not read module constants)."""
+
+    beam_size: int
+    n_best: int
+    min_length: int  # no EOS before this many target tokens
+    alpha: float  # length penalty
+    bos_id: int
+    eos_id: int
+    pad_id: int
+
+
+def search_rules(options: DecodeOptions) -> SearchRules:
+    return SearchRules(
+        options.beam_size, options.n_best, options.min_length, options.length_penalty,
+        BOS_ID, EOS_ID, PAD_ID,
+    )  # fmt: skip
+
+
 def select_sentences(source: SourceSide, live: Tensor) -> SourceSide:
     """The rows ``live`` of every per-sentence tensor (``EncoderOutput.select``)."""
     columns, sentence_ids = source.columns, source.sentence_ids
@@ -123,16 +143,13 @@ def greedy_steps(
     c0: Tensor,
     source: SourceSide,
     limits: Tensor,
-    min_length: int,
-    bos_id: int,
-    eos_id: int,
+    rules: SearchRules,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``greedy_search``'s loop; returns, per (sentence, step) decoded, the sentence's row, the
-    step, the token and its log-prob, for ``collect_hypotheses``. h0, c0: (L, B, H). The token
-    ids come as arguments: TorchScript does not read module constants."""
+    step, the token and its log-prob, for ``collect_hypotheses``. h0, c0: (L, B, H)."""
     batch = h0.size(1)
     active = torch.arange(batch)  # (A,) sentences still decoding
-    prev = torch.full([batch], bos_id, dtype=torch.long)
+    prev = torch.full([batch], rules.bos_id, dtype=torch.long)
     hs, cs = list(h0.unbind(0)), list(c0.unbind(0))
     rows: list[Tensor] = []
     steps: list[Tensor] = []
@@ -140,12 +157,12 @@ def greedy_steps(
     log_probs: list[Tensor] = []
     for t in range(int(limits.max())):
         step_log_probs, hs, cs = decoder_step(weights, output, prev, hs, cs, source)
-        best, token = ban_early_eos(step_log_probs, t, min_length, eos_id).max(dim=-1)
+        best, token = ban_early_eos(step_log_probs, t, rules.min_length, rules.eos_id).max(-1)
         rows.append(active)
         steps.append(torch.full_like(active, t))
         tokens.append(token)
         log_probs.append(best)
-        ended = token.eq(eos_id) | limits.le(t + 1)
+        ended = token.eq(rules.eos_id) | limits.le(t + 1)
         if bool(ended.any()):
             live = (~ended).nonzero().squeeze(1)
             if live.numel() == 0:
@@ -168,11 +185,7 @@ def greedy_table(
     layers: int,
     source: SourceSide,
     limits: Tensor,
-    min_length: int,
-    alpha: float,
-    bos_id: int,
-    eos_id: int,
-    pad_id: int,
+    rules: SearchRules,
 ) -> tuple[Tensor, Tensor]:
     """Greedy search from the encoder's final states to each sentence's target ids (B, T),
     PAD after its end, and its length-normalized score (B,): ``Seq2Seq.initial_state``,
@@ -184,14 +197,12 @@ def greedy_table(
     h0 = h0.view(batch, layers, -1).transpose(0, 1).contiguous()
     c0 = c0.view(batch, layers, -1).transpose(0, 1).contiguous()
     all_sentence_ids = source.sentence_ids
-    rows, steps, tokens, log_probs = greedy_steps(
-        weights, output, h0, c0, source, limits, min_length, bos_id, eos_id
-    )
-    table = torch.full([batch, int(steps.max()) + 1], pad_id, dtype=torch.long)
+    rows, steps, tokens, log_probs = greedy_steps(weights, output, h0, c0, source, limits, rules)
+    table = torch.full([batch, int(steps.max()) + 1], rules.pad_id, dtype=torch.long)
     table.index_put_([rows, steps], tokens)
     log_prob = log_probs.new_zeros(batch).index_add_(0, rows, log_probs)
     lengths = torch.bincount(rows, minlength=batch)
-    scores = log_prob / length_penalty(lengths, alpha)
+    scores = log_prob / length_penalty(lengths, rules.alpha)
     if all_sentence_ids is not None:  # shortlist positions -> target ids
         table = all_sentence_ids.gather(1, table)
     return table, scores
@@ -204,16 +215,11 @@ def beam_steps(
     c0: Tensor,
     source: SourceSide,
     max_lens: Tensor,
-    beam_size: int,
-    n_best: int,
-    min_length: int,
-    alpha: float,
-    bos_id: int,
-    eos_id: int,
-    pad_id: int,
+    rules: SearchRules,
 ) -> tuple[Tensor, Tensor]:
     """``beam_search``'s loop, step for step; returns the finished hypotheses' normalized
     scores (B, K) and tokens (B, K, T), for ``finalize``. h0, c0: (L, B x K, H)."""
+    beam_size, eos_id, pad_id = rules.beam_size, rules.eos_id, rules.pad_id
     batch = max_lens.size(0)
     steps = int(max_lens.max())
     hs, cs = list(h0.unbind(0)), list(c0.unbind(0))
@@ -223,21 +229,22 @@ def beam_steps(
     history = torch.full([batch * beam_size, steps], pad_id, dtype=torch.long)
     finished_scores = torch.full([batch, beam_size], float("-inf"))
     finished_tokens = torch.full([batch, beam_size, steps], pad_id, dtype=torch.long)
-    prev = torch.full([batch * beam_size], bos_id, dtype=torch.long)
+    prev = torch.full([batch * beam_size], rules.bos_id, dtype=torch.long)
     for t in range(steps):
         log_probs, hs, cs = decoder_step(weights, output, prev, hs, cs, source)
-        cand = topk_flat(scores, ban_early_eos(log_probs, t, min_length, eos_id), 2 * beam_size)
+        log_probs = ban_early_eos(log_probs, t, rules.min_length, eos_id)
+        cand = topk_flat(scores, log_probs, 2 * beam_size)
         # 1. Candidates among the top K that end here (or hit the length limit) are finished.
         at_limit = (t + 1 >= max_lens[active]).unsqueeze(1)  # (A, 1)
         end_scores, end_tokens, _ = ending_candidates(
-            cand, history, at_limit, t, beam_size, alpha, eos_id
+            cand, history, at_limit, t, beam_size, rules.alpha, eos_id
         )
         mine_scores, mine_tokens, _ = merge_best(
             finished_scores[active], end_scores, finished_tokens[active], end_tokens
         )
         finished_scores[active], finished_tokens[active] = mine_scores, mine_tokens
         n_finished = torch.isfinite(mine_scores).sum(dim=1)  # (A,)
-        done = (cand.token[:, 0].eq(eos_id) & (n_finished >= n_best)) | at_limit.squeeze(1)
+        done = (cand.token[:, 0].eq(eos_id) & (n_finished >= rules.n_best)) | at_limit.squeeze(1)
         if bool(done.all()):
             break
         # 2. The best K candidates that continue become the next beams of the sentences that
@@ -263,11 +270,7 @@ def greedy_lanes(
     layers: int,
     sources: list[SourceSide],
     limits: list[Tensor],
-    min_length: int,
-    alpha: float,
-    bos_id: int,
-    eos_id: int,
-    pad_id: int,
+    rules: SearchRules,
 ) -> list[tuple[Tensor, Tensor]]:
     """``greedy_table`` for each lane of a batch (``model/lanes.py``): every lane after the
     first is forked onto torch's inter-op threads, the first runs on the calling thread."""
@@ -276,13 +279,13 @@ def greedy_lanes(
         futures.append(
             torch.jit.fork(  # type: ignore[no-untyped-call]
                 greedy_table, weights, outputs[i], bridge_h, bridge_c, final_h[i], final_c[i],
-                layers, sources[i], limits[i], min_length, alpha, bos_id, eos_id, pad_id,
+                layers, sources[i], limits[i], rules,
             )
         )  # fmt: skip
     tables = [
         greedy_table(
             weights, outputs[0], bridge_h, bridge_c, final_h[0], final_c[0], layers,
-            sources[0], limits[0], min_length, alpha, bos_id, eos_id, pad_id,
+            sources[0], limits[0], rules,
         )
     ]  # fmt: skip
     for future in futures:
@@ -297,29 +300,17 @@ def beam_lanes(
     c0: list[Tensor],
     sources: list[SourceSide],
     max_lens: list[Tensor],
-    beam_size: int,
-    n_best: int,
-    min_length: int,
-    alpha: float,
-    bos_id: int,
-    eos_id: int,
-    pad_id: int,
+    rules: SearchRules,
 ) -> list[tuple[Tensor, Tensor]]:
     """``beam_steps`` for each lane of a batch, forked as in ``greedy_lanes``."""
     futures: list[torch.jit.Future[tuple[Tensor, Tensor]]] = []
     for i in range(1, len(sources)):
         futures.append(
             torch.jit.fork(  # type: ignore[no-untyped-call]
-                beam_steps, weights, outputs[i], h0[i], c0[i], sources[i], max_lens[i],
-                beam_size, n_best, min_length, alpha, bos_id, eos_id, pad_id,
+                beam_steps, weights, outputs[i], h0[i], c0[i], sources[i], max_lens[i], rules
             )
         )  # fmt: skip
-    finished = [
-        beam_steps(
-            weights, outputs[0], h0[0], c0[0], sources[0], max_lens[0], beam_size, n_best,
-            min_length, alpha, bos_id, eos_id, pad_id,
-        )
-    ]  # fmt: skip
+    finished = [beam_steps(weights, outputs[0], h0[0], c0[0], sources[0], max_lens[0], rules)]
     for future in futures:
         finished.append(torch.jit.wait(future))  # type: ignore[no-untyped-call]
     return finished
@@ -422,7 +413,7 @@ class CompiledSearch:
             tables = self.greedy_lanes(
                 self.weights, outputs, *self.bridge, [enc.final_h for enc in encs],
                 [enc.final_c for enc in encs], self.model.config.decoder_layers, sources,
-                limits, options.min_length, options.length_penalty, BOS_ID, EOS_ID, PAD_ID,
+                limits, search_rules(options),
             )  # fmt: skip
             return [
                 [
@@ -438,9 +429,8 @@ class CompiledSearch:
             h0.append(state.h.index_select(1, repeat))
             c0.append(state.c.index_select(1, repeat))
         finished = self.beam_lanes(
-            self.weights, outputs, h0, c0, sources, limits, options.beam_size, options.n_best,
-            options.min_length, options.length_penalty, BOS_ID, EOS_ID, PAD_ID,
-        )  # fmt: skip
+            self.weights, outputs, h0, c0, sources, limits, search_rules(options)
+        )
         return [
             finalize(Finished(scores, enc.target_ids(tokens), None), lens, options.n_best)
             for (scores, tokens), enc, lens in zip(finished, encs, src_lens, strict=True)

@@ -5,10 +5,8 @@ Shapes: B batch, S source length, T target length, V vocabulary.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import signal
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -27,6 +25,7 @@ from training import checkpoint, distributed, hardware
 from training.batching import BatchIterator, TensorBatch, collate, example_lengths, make_batches
 from training.config import TrainConfig, config_to_dict, save_resolved
 from training.evaluate import score, translate_all, translator_for
+from training.monitor import MetricsLog, StopSignal
 from training.optim import LRSchedule, build_optimizer
 from training.prepare import PreparedData, prepare
 
@@ -161,98 +160,133 @@ def validate(
     }
 
 
-class StopSignal:
-    """SIGTERM/SIGINT ask the loop to save a checkpoint and stop after the current step."""
+@dataclass
+class Run:
+    """Everything a training run carries from step to step; ``save`` writes what resuming it
+    needs, ``restore`` reads it back."""
 
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = {
-            s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)
-        }
+    cfg: TrainConfig
+    info: distributed.DistInfo
+    device: torch.device
+    data: PreparedData
+    model: Seq2Seq
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    batches: BatchIterator
+    scaler: torch.amp.GradScaler | None  # fp16 on CUDA only
+    state: TrainState
+    machine: dict[str, Any]  # hardware.describe, recorded in every checkpoint
+    resumed: bool
 
-    def _handle(self, signum: int, _frame: Any) -> None:
-        log.warning("received %s: saving a checkpoint and stopping", signal.Signals(signum).name)
-        self.requested = True
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.run_dir)
 
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
 
-
-class MetricsLog:
-    """One JSON object per line in ``metrics.jsonl`` (and TensorBoard scalars when installed)."""
-
-    def __init__(self, run_dir: Path, enabled: bool) -> None:
-        self.path = run_dir / "metrics.jsonl"
-        self.enabled = enabled
-        self.tensorboard = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
-            except ImportError:
-                pass
-
-    def write(self, kind: str, step: int, values: dict[str, Any]) -> None:
-        if not self.enabled:
+    def save(self, path: Path) -> None:
+        """Rank 0 writes the whole state to ``path`` and prunes the oldest step checkpoints."""
+        if not self.info.is_main:
             return
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps({"type": kind, "step": step, **values}) + "\n")
-        if self.tensorboard is not None:
-            for key, value in values.items():
-                if isinstance(value, int | float):
-                    self.tensorboard.add_scalar(f"{kind}/{key}", value, step)
+        checkpoint.atomic_save(
+            {
+                "model": self.model.state_dict(),
+                "model_config": self.model.config.to_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(),
+                "state": asdict(self.state),
+                "batches": self.batches.state_dict(),
+                "rng": checkpoint.rng_state(),
+                "train_config": config_to_dict(self.cfg),
+                "hardware": self.machine,
+                # fp16's loss scale: a resumed run must not restart from 65536 and skip steps
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            },
+            path,
+        )
+        checkpoint.prune(self.ckpt_dir, self.cfg.loop.keep_last)
+
+    def restore(self, path: Path) -> None:
+        """Continue from the checkpoint at ``path``: weights, optimizer, schedule, batch
+        position, loss scale, every RNG and the counters."""
+        saved = checkpoint.load(path)
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.schedule.load_state_dict(saved["schedule"])
+        self.batches.load_state_dict(saved["batches"])
+        if self.scaler is not None and saved.get("scaler"):  # absent from runs not in fp16
+            self.scaler.load_state_dict(saved["scaler"])
+        checkpoint.set_rng_state(saved["rng"])
+        self.state = TrainState(**saved["state"])
+        self.resumed = True
+        log.info("resumed from %s at step %d", path, self.state.step)
 
 
-def save_checkpoint(
-    path: Path,
-    model: Seq2Seq,
-    optimizer: torch.optim.Optimizer,
-    schedule: LRSchedule,
-    state: TrainState,
-    batches: BatchIterator,
-    cfg: TrainConfig,
-    machine: dict[str, Any],
-    scaler: torch.amp.GradScaler | None = None,
-) -> None:
-    checkpoint.atomic_save(
-        {
-            "model": model.state_dict(),
-            "model_config": model.config.to_dict(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "state": asdict(state),
-            "batches": batches.state_dict(),
-            "rng": checkpoint.rng_state(),
-            "train_config": config_to_dict(cfg),
-            "hardware": machine,
-            # fp16's loss scale: a resumed run must not restart from 65536 and skip steps
-            "scaler": scaler.state_dict() if scaler is not None else None,
-        },
-        path,
+def start_run(cfg: TrainConfig, resume: bool) -> Run:
+    """Join the process group, prepare the data and build the model, optimizer, schedule and
+    batches, restored from the run's last checkpoint when ``resume``."""
+    device = resolve_device(cfg.loop.device)
+    info = distributed.init(device.type)
+    if device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+    run_dir = Path(cfg.run_dir)
+    resume_from = checkpoint.latest(run_dir / "checkpoints")
+    if resume_from is not None and not resume:
+        raise ValueError(
+            f"{run_dir} already has checkpoints: pass --resume, or choose another run_dir"
+        )
+    data = prepare_on_ranks(cfg, info, run_dir)
+    torch.manual_seed(cfg.seed)
+    vocab = (data.tokenizer.src_vocab_size, data.tokenizer.tgt_vocab_size)
+    model = Seq2Seq(cfg.model.to_model_config(*vocab)).to(device)
+    log.info(
+        "model: %.2fM parameters, %s",
+        sum(p.numel() for p in model.parameters()) / 1e6,
+        model.config,
     )
+    optimizer = build_optimizer(model, cfg.optim)
+    batches = BatchIterator(
+        example_lengths(data.train),
+        cfg.loop.batch_tokens,
+        cfg.loop.bucket_width,
+        cfg.seed,
+        info.rank,
+        info.world_size,
+        accumulate=cfg.optim.accumulate,
+    )
+    fp16 = cfg.loop.amp == "fp16" and device.type == "cuda"
+    run = Run(
+        cfg=cfg,
+        info=info,
+        device=device,
+        data=data,
+        model=model,
+        optimizer=optimizer,
+        schedule=LRSchedule(optimizer, cfg.optim, cfg.loop.max_steps),
+        batches=batches,
+        scaler=torch.amp.GradScaler("cuda") if fp16 else None,
+        state=TrainState(),
+        machine=hardware.describe(device, info.world_size),
+        resumed=False,
+    )
+    if resume_from is not None:
+        run.restore(resume_from)
+    return run
 
 
-def restore(
-    path: Path,
-    model: Seq2Seq,
-    optimizer: torch.optim.Optimizer,
-    schedule: LRSchedule,
-    batches: BatchIterator,
-    scaler: torch.amp.GradScaler | None = None,
-) -> TrainState:
-    saved = checkpoint.load(path)
-    model.load_state_dict(saved["model"])
-    optimizer.load_state_dict(saved["optimizer"])
-    schedule.load_state_dict(saved["schedule"])
-    batches.load_state_dict(saved["batches"])
-    if scaler is not None and saved.get("scaler"):  # absent from runs that were not fp16
-        scaler.load_state_dict(saved["scaler"])
-    checkpoint.set_rng_state(saved["rng"])
-    state = TrainState(**saved["state"])
-    log.info("resumed from %s at step %d", path, state.step)
-    return state
+def prepare_on_ranks(cfg: TrainConfig, info: distributed.DistInfo, run_dir: Path) -> PreparedData:
+    """The run's data on every rank: rank 0 writes the resolved config and trains SentencePiece
+    first, the others then load what it wrote."""
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_resolved(cfg, run_dir / "config.yaml")
+        data = prepare(cfg, run_dir)
+    distributed.barrier(info)
+    if not info.is_main:
+        data = prepare(cfg, run_dir)
+    return data
 
 
 def epochs_done(batches: BatchIterator) -> int:
@@ -290,153 +324,100 @@ def train(
         on_finish: called on every rank with the trained model and the final state once the
             loop stops (tests use it to compare the parameters of DDP ranks).
     """
-    device = resolve_device(cfg.loop.device)
-    info = distributed.init(device.type)
-    if device.type == "cuda":
-        device = torch.device("cuda", info.local_rank)
-    run_dir, ckpt_dir = Path(cfg.run_dir), Path(cfg.run_dir) / "checkpoints"
-    resume_from = checkpoint.latest(ckpt_dir)
-    if resume_from is not None and not resume:
-        raise ValueError(
-            f"{run_dir} already has checkpoints: pass --resume, or choose another run_dir"
-        )
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_resolved(cfg, run_dir / "config.yaml")
-        data = prepare(cfg, run_dir)  # rank 0 trains SentencePiece; the others then load it
-    distributed.barrier(info)
-    if not info.is_main:
-        data = prepare(cfg, run_dir)
-    torch.manual_seed(cfg.seed)
-    vocab = (data.tokenizer.src_vocab_size, data.tokenizer.tgt_vocab_size)
-    model = Seq2Seq(cfg.model.to_model_config(*vocab)).to(device)
-    log.info(
-        "model: %.2fM parameters, %s",
-        sum(p.numel() for p in model.parameters()) / 1e6,
-        model.config,
-    )
-    optimizer = build_optimizer(model, cfg.optim)
-    schedule = LRSchedule(optimizer, cfg.optim, cfg.loop.max_steps)
-    batches = BatchIterator(
-        example_lengths(data.train),
-        cfg.loop.batch_tokens,
-        cfg.loop.bucket_width,
-        cfg.seed,
-        info.rank,
-        info.world_size,
-        accumulate=cfg.optim.accumulate,
-    )
-    scaler = (
-        torch.amp.GradScaler("cuda") if cfg.loop.amp == "fp16" and device.type == "cuda" else None
-    )
-    state = (
-        restore(resume_from, model, optimizer, schedule, batches, scaler)
-        if resume_from
-        else TrainState()
-    )
-    wrapped: nn.Module = DistributedDataParallel(model) if info.enabled else model
-    signals, metrics = StopSignal(), MetricsLog(run_dir, info.is_main)
+    run = start_run(cfg, resume)
+    info, state = run.info, run.state
+    wrapped: nn.Module = DistributedDataParallel(run.model) if info.enabled else run.model
+    signals, metrics = StopSignal(), MetricsLog(run.run_dir, info.is_main)
     progress = tqdm(
         total=cfg.loop.max_steps, initial=state.step, disable=not info.is_main, unit="step"
     )
-
-    machine = hardware.describe(device, info.world_size)
-
-    def save(path: Path) -> None:
-        if info.is_main:
-            save_checkpoint(path, model, optimizer, schedule, state, batches, cfg, machine, scaler)
-            checkpoint.prune(ckpt_dir, cfg.loop.keep_last)
-
     # A resumed run that already reached a limit stops before taking another step.
     patience = cfg.loop.patience
     early_stopped = patience is not None and state.bad_validations >= patience
-    reason = stop_reason(state, cfg, batches, early_stopped, False) if resume_from else None
+    reason = stop_reason(state, cfg, run.batches, early_stopped, False) if run.resumed else None
     try:
         while reason is None:
-            started = time.perf_counter()
-            scheduled = [next(batches) for _ in range(cfg.optim.accumulate)]
-            micro = [collate([data.train[i] for i in b.indices]).to(device) for b in scheduled]
-            stats = train_step(
-                wrapped, micro, optimizer, schedule, state.step + 1, cfg, info, scaler
-            )
-            seconds = time.perf_counter() - started
-            state.step, state.tokens, state.elapsed = (
-                state.step + 1,
-                state.tokens + stats.tokens,
-                state.elapsed + seconds,
-            )
-            train_values = {
-                "loss": round(stats.loss, 4),
-                "ppl": round(math.exp(min(stats.nll, 50)), 2),
-                "tok_s": round(stats.tokens / seconds),
-                "lr": stats.lr,
-            }
-            progress.update(1)
-            progress.set_postfix(train_values, refresh=False)
-            if state.step % cfg.loop.log_every == 0 and info.is_main:
-                log.info(
-                    "step=%d %s", state.step, " ".join(f"{k}={v}" for k, v in train_values.items())
-                )
-                metrics.write(
-                    "train",
-                    state.step,
-                    {**train_values, "epoch": batches.epoch, "elapsed": round(state.elapsed, 1)},
-                )
+            report_step(run, take_step(run, wrapped), progress, metrics)
             early_stop = False
             if state.step % cfg.loop.valid_every == 0:
-                early_stop = run_validation(
-                    model, data, cfg, device, state, schedule, metrics, info, ckpt_dir
-                )
-            reason = stop_reason(
-                state,
-                cfg,
-                batches,
-                early_stop,
-                distributed.any_rank(signals.requested, info, device),
-            )
+                early_stop = run_validation(run, metrics)
+            signalled = distributed.any_rank(signals.requested, info, run.device)
+            reason = stop_reason(state, cfg, run.batches, early_stop, signalled)
             if state.step % cfg.loop.save_every == 0 or reason is not None:
-                save(ckpt_dir / f"step_{state.step}.pt")
+                run.save(run.ckpt_dir / f"step_{state.step}.pt")
         log.info("stopped at step %d: %s", state.step, reason)
         if on_finish is not None:
-            on_finish(model, state)
+            on_finish(run.model, state)
     finally:
         signals.restore()
         progress.close()
         distributed.shutdown(info)
-    return run_dir
+    return run.run_dir
 
 
-def run_validation(
-    model: Seq2Seq,
-    data: PreparedData,
-    cfg: TrainConfig,
-    device: torch.device,
-    state: TrainState,
-    schedule: LRSchedule,
-    metrics: MetricsLog,
-    info: distributed.DistInfo,
-    ckpt_dir: Path,
-) -> bool:
+def take_step(run: Run, wrapped: nn.Module) -> tuple[StepStats, float]:
+    """The next update's batches, trained on by ``wrapped``; the counters move on. Returns the
+    step's figures and its seconds."""
+    started = time.perf_counter()
+    scheduled = [next(run.batches) for _ in range(run.cfg.optim.accumulate)]
+    micro = [collate([run.data.train[i] for i in b.indices]).to(run.device) for b in scheduled]
+    state = run.state
+    stats = train_step(
+        wrapped, micro, run.optimizer, run.schedule, state.step + 1, run.cfg, run.info, run.scaler
+    )
+    seconds = time.perf_counter() - started
+    state.step, state.tokens, state.elapsed = (
+        state.step + 1,
+        state.tokens + stats.tokens,
+        state.elapsed + seconds,
+    )
+    return stats, seconds
+
+
+def report_step(
+    run: Run, step: tuple[StepStats, float], progress: tqdm[Any], metrics: MetricsLog
+) -> None:
+    """The step's loss, perplexity, speed and learning rate on the progress bar, and every
+    ``log_every`` steps in the log and metrics.jsonl."""
+    stats, seconds = step
+    values = {
+        "loss": round(stats.loss, 4),
+        "ppl": round(math.exp(min(stats.nll, 50)), 2),
+        "tok_s": round(stats.tokens / seconds),
+        "lr": stats.lr,
+    }
+    progress.update(1)
+    progress.set_postfix(values, refresh=False)
+    state = run.state
+    if state.step % run.cfg.loop.log_every == 0 and run.info.is_main:
+        log.info("step=%d %s", state.step, " ".join(f"{k}={v}" for k, v in values.items()))
+        extra = {"epoch": run.batches.epoch, "elapsed": round(state.elapsed, 1)}
+        metrics.write("train", state.step, {**values, **extra})
+
+
+def run_validation(run: Run, metrics: MetricsLog) -> bool:
     """Validate on rank 0, share the BLEU with every rank, keep the best; True = stop early."""
-    result = validate(model, data, cfg, device) if info.is_main else {"bleu": 0.0}
+    info, state, device = run.info, run.state, run.device
+    result = validate(run.model, run.data, run.cfg, device) if info.is_main else {"bleu": 0.0}
     bleu = distributed.sum_all(result["bleu"], info, device)  # every rank takes the same decisions
-    schedule.on_validation(bleu)
+    run.schedule.on_validation(bleu)
     if bleu > state.best_bleu:
         state.best_bleu, state.best_step, state.bad_validations = bleu, state.step, 0
         if info.is_main:
             checkpoint.atomic_save(
                 {
-                    "model": model.state_dict(),
-                    "model_config": model.config.to_dict(),
+                    "model": run.model.state_dict(),
+                    "model_config": run.model.config.to_dict(),
                     "state": asdict(state),
                     "valid": result,
-                    "hardware": hardware.describe(device, info.world_size),
+                    "hardware": run.machine,
                 },
-                ckpt_dir / "best.pt",
+                run.ckpt_dir / "best.pt",
             )
     else:
         state.bad_validations += 1
     if info.is_main:
         log.info("valid step=%d %s", state.step, " ".join(f"{k}={v}" for k, v in result.items()))
         metrics.write("valid", state.step, result)
-    return cfg.loop.patience is not None and state.bad_validations >= cfg.loop.patience
+    patience = run.cfg.loop.patience
+    return patience is not None and state.bad_validations >= patience

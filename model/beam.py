@@ -99,16 +99,22 @@ def merge_best(
 
 
 def merge_finished(
-    finished: Finished, new_scores: Tensor, new_tokens: Tensor, new_attn: Tensor | None
-) -> Finished:
-    """Keep the K best of the old finished hypotheses and the new ones (-inf = not finished)."""
-    best_scores, tokens, keep = merge_best(finished.scores, new_scores, finished.tokens, new_tokens)
-    attn = None
+    finished: Finished,
+    active: Tensor,
+    new_scores: Tensor,
+    new_tokens: Tensor,
+    new_attn: Tensor | None,
+) -> Tensor:
+    """Keep, for each ``active`` sentence, the K best of its finished hypotheses and the new
+    ones (-inf = not finished), in ``finished`` itself; returns how many each now has (A,)."""
+    old_tokens = finished.tokens[active]
+    scores, tokens, keep = merge_best(finished.scores[active], new_scores, old_tokens, new_tokens)
+    finished.scores[active], finished.tokens[active] = scores, tokens
     if finished.attn is not None and new_attn is not None:
-        both = torch.cat([finished.attn, new_attn], dim=1)  # (B, 2K, T, S)
+        both = torch.cat([finished.attn[active], new_attn], dim=1)  # (A, 2K, T, S)
         index = keep[:, :, None, None].expand(-1, -1, *both.shape[2:])
-        attn = both.gather(1, index)
-    return Finished(best_scores, tokens, attn)
+        finished.attn[active] = both.gather(1, index)
+    return torch.isfinite(scores).sum(dim=1)
 
 
 def finalize(finished: Finished, src_lens: Tensor, n_best: int) -> list[list[Hypothesis]]:
@@ -219,16 +225,7 @@ def beam_search(
         if attn_hist is not None:
             end_attn = attn_hist[top_rows].view(n_active, beam_size, steps, src_width)
             end_attn[:, :, t] = state.attn[top_rows].view(n_active, beam_size, src_width)
-        mine = Finished(
-            finished.scores[active],
-            finished.tokens[active],
-            finished.attn[active] if finished.attn is not None else None,
-        )
-        mine = merge_finished(mine, end_scores, end_tokens, end_attn)
-        finished.scores[active], finished.tokens[active] = mine.scores, mine.tokens
-        if finished.attn is not None and mine.attn is not None:
-            finished.attn[active] = mine.attn
-        n_finished = torch.isfinite(mine.scores).sum(dim=1)  # (A,)
+        n_finished = merge_finished(finished, active, end_scores, end_tokens, end_attn)  # (A,)
         done = (cand.token[:, 0].eq(EOS_ID) & (n_finished >= options.n_best)) | at_limit.squeeze(1)
         if bool(done.all()):
             break

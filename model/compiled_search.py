@@ -75,6 +75,7 @@ class SearchRules(NamedTuple):
 
 
 def search_rules(options: DecodeOptions) -> SearchRules:
+    """``options`` and the project's special ids, as the compiled loops take them."""
     return SearchRules(
         options.beam_size, options.n_best, options.min_length, options.length_penalty,
         BOS_ID, EOS_ID, PAD_ID,

@@ -294,12 +294,12 @@ def epochs_done(batches: BatchIterator) -> int:
 
 
 def stop_reason(
-    state: TrainState, cfg: TrainConfig, batches: BatchIterator, early_stop: bool, signalled: bool
+    state: TrainState, cfg: TrainConfig, batches: BatchIterator, signalled: bool
 ) -> str | None:
     loop = cfg.loop
     if signalled:
         return "signal"
-    if early_stop:
+    if loop.patience is not None and state.bad_validations >= loop.patience:
         return f"no BLEU gain in {loop.patience} validations"
     if loop.max_steps is not None and state.step >= loop.max_steps:
         return f"max_steps={loop.max_steps}"
@@ -332,17 +332,14 @@ def train(
         total=cfg.loop.max_steps, initial=state.step, disable=not info.is_main, unit="step"
     )
     # A resumed run that already reached a limit stops before taking another step.
-    patience = cfg.loop.patience
-    early_stopped = patience is not None and state.bad_validations >= patience
-    reason = stop_reason(state, cfg, run.batches, early_stopped, False) if run.resumed else None
+    reason = stop_reason(state, cfg, run.batches, False) if run.resumed else None
     try:
         while reason is None:
             report_step(run, take_step(run, wrapped), progress, metrics)
-            early_stop = False
             if state.step % cfg.loop.valid_every == 0:
-                early_stop = run_validation(run, metrics)
+                run_validation(run, metrics)
             signalled = distributed.any_rank(signals.requested, info, run.device)
-            reason = stop_reason(state, cfg, run.batches, early_stop, signalled)
+            reason = stop_reason(state, cfg, run.batches, signalled)
             if state.step % cfg.loop.save_every == 0 or reason is not None:
                 run.save(run.ckpt_dir / f"step_{state.step}.pt")
         log.info("stopped at step %d: %s", state.step, reason)
@@ -395,8 +392,9 @@ def report_step(
         metrics.write("train", state.step, {**values, **extra})
 
 
-def run_validation(run: Run, metrics: MetricsLog) -> bool:
-    """Validate on rank 0, share the BLEU with every rank, keep the best; True = stop early."""
+def run_validation(run: Run, metrics: MetricsLog) -> None:
+    """Validate on rank 0, share the BLEU with every rank, keep the best and count the
+    validations without a gain (``stop_reason`` stops early on them)."""
     info, state, device = run.info, run.state, run.device
     result = validate(run.model, run.data, run.cfg, device) if info.is_main else {"bleu": 0.0}
     bleu = distributed.sum_all(result["bleu"], info, device)  # every rank takes the same decisions
@@ -419,5 +417,3 @@ def run_validation(run: Run, metrics: MetricsLog) -> bool:
     if info.is_main:
         log.info("valid step=%d %s", state.step, " ".join(f"{k}={v}" for k, v in result.items()))
         metrics.write("valid", state.step, result)
-    patience = run.cfg.loop.patience
-    return patience is not None and state.bad_validations >= patience

@@ -194,3 +194,25 @@ def test_sigterm_saves_a_checkpoint_exits_zero_and_resume_continues(
     assert final_checkpoint(cfg)["state"]["step"] == stopped + 3
     steps = [line["step"] for line in train_lines(run_dir)]
     assert steps == list(range(1, stopped + 4))  # no step lost, none repeated
+
+
+def test_early_stopping_stops_after_patience_validations_without_gain_and_stays_stopped(
+    make_config: MakeConfig,
+) -> None:
+    """patience=2: the run stops at the second validation in a row without a BLEU gain, before
+    max_steps, and resuming it takes no further step."""
+    loop = {"max_steps": 60, "valid_every": 2, "save_every": 100, "patience": 2}
+    cfg = make_config("early", loop=loop)
+    train(cfg)
+    state = final_checkpoint(cfg)["state"]
+    metrics = Path(cfg.run_dir) / "metrics.jsonl"
+    valid = [r for r in map(json.loads, metrics.read_text().splitlines()) if r["type"] == "valid"]
+    assert state["step"] < 60, "early stopping never fired"
+    assert state["bad_validations"] == 2
+    assert [r["step"] for r in valid if r["step"] > state["best_step"]] == [
+        state["step"] - 2,
+        state["step"],
+    ]
+    assert all(r["bleu"] <= state["best_bleu"] for r in valid)
+    train(cfg, resume=True)
+    assert final_checkpoint(cfg)["state"]["step"] == state["step"]

@@ -59,8 +59,9 @@ from model import (
 )
 from model.allocator import keep_freed_memory
 from model.bundle import Bundle
+from model.placement import quantize_int8
 from model.tokenizer import SPM_SPECIAL_IDS
-from model.translator import quantize_int8, use_cores
+from model.translator import use_cores
 
 RANDOM_VOCAB = 8000
 FULL_VOCAB = "-full"  # precision suffix: score the whole vocabulary even with a shortlist

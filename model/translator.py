@@ -7,8 +7,6 @@ restores the caller's order, and isolates failures so one bad sentence never fai
 from __future__ import annotations
 
 import logging
-import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +21,13 @@ from model.compiled_search import CompiledSearch, script_encoder
 from model.decoder import EncoderOutput
 from model.errors import DeviceError, InputTooLong, ModelError, TranslationFailed
 from model.lanes import LaneSource, compile_lane_encoder, merge_lanes, split_lanes
+from model.placement import allowed_cores, quantize_int8, resolve_device, resolve_quantize
 from model.search import DecodeOptions, Hypothesis, greedy_search
 from model.seq2seq import Seq2Seq
 from model.shortlist import BatchCandidates, OutputLayer, OutputVocabulary
 from model.tokenizer import PAD_ID
 
 log = logging.getLogger(__name__)
-
-QUANTIZE_MODES = ("auto", "none", "int8")
 
 
 @dataclass(frozen=True)
@@ -60,29 +57,6 @@ class Result:
         return self.candidates[0].score if self.candidates else float("-inf")
 
 
-def resolve_device(device: str) -> torch.device:
-    """ "auto" picks CUDA when available; asking for CUDA without it is an error, not a fallback."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError(f"device {device!r} requested but CUDA is not available (NMT_DEVICE)")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise DeviceError(f"unknown device {device!r}; use cpu, cuda or auto (NMT_DEVICE)")
-    return torch.device(device)
-
-
-def resolve_quantize(quantize: str, device: torch.device) -> str:
-    """ "auto" is int8 on CPU (faster, test BLEU within 0.1 of float: bench/README.md) and
-    none elsewhere (int8 dynamic quantization has CPU kernels only)."""
-    if quantize not in QUANTIZE_MODES:
-        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
-    if quantize == "auto":
-        return "int8" if device.type == "cpu" else "none"
-    if quantize == "int8" and device.type != "cpu":
-        raise ValueError("int8 quantization runs on CPU only; use quantize='none' on CUDA")
-    return quantize
-
-
 def load_on_cores(
     path: str | Path, cores: int | None = None, lanes: int | None = None, **kwargs: Any
 ) -> Translator:
@@ -98,40 +72,10 @@ def load_on_cores(
     return translator
 
 
-def allowed_cores() -> int:
-    """The CPU cores this process may run on, which a cpuset or taskset can make fewer than
-    the machine's."""
-    return len(os.sched_getaffinity(0))
-
-
 def use_cores(translator: Translator, cores: int) -> None:
     """torch's intra-op threads for ``translator``: one per lane where it has lanes (GNU OpenMP
     keeps a team per calling thread: ``model.lanes``), ``cores`` where it has not."""
     torch.set_num_threads(1 if translator.lanes > 1 else cores)
-
-
-def quantize_int8(model: nn.Module) -> nn.Module:
-    """Dynamic int8 quantization of every LSTM and Linear layer (CPU only).
-
-    Weights are stored as int8 and activations are quantized on the fly. torch marks this API
-    deprecated in favour of torchao, which has no dynamic LSTM path yet, so we keep it. The
-    decoder's LSTM, which search runs one step at a time, gets our own int8 cells instead
-    (``Decoder.prepare_search``): torch.ao's quantized LSTM is slow to call per step.
-    """
-    decoder = getattr(model, "decoder", None)
-    if decoder is not None:
-        decoder.rnn.qconfig = None  # left float by quantize_dynamic
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from torch.ao.quantization import quantize_dynamic
-
-        quantized: nn.Module = quantize_dynamic(  # type: ignore[no-untyped-call]
-            model, {nn.LSTM, nn.Linear}, dtype=torch.qint8
-        )
-    if decoder is not None:
-        del decoder.rnn.qconfig
-        quantized.decoder.prepare_search(int8=True)  # type: ignore[operator,union-attr]
-    return quantized
 
 
 def padded_tokens(longest: int, sentences: int, beam_size: int) -> int:

@@ -83,9 +83,9 @@ def warm_up(run: TranslateFn, options: DecodeOptions, path: Path) -> None:
 
 
 def threads_per_worker(settings: Settings) -> int:
-    """NMT_THREADS (default: `model.translator.allowed_cores`) shared out among the workers,
+    """NMT_THREADS (default: `model.placement.allowed_cores`) shared out among the workers,
     at least one each."""
-    from model.translator import allowed_cores
+    from model.placement import allowed_cores
 
     total = settings.threads or allowed_cores()
     return max(1, total // max(1, settings.model_workers))

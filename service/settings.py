@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "en-de-multi30k"
 
 # Weight quantization used when NMT_QUANTIZE is unset: int8 on CPU, float on CUDA
-# (model.translator.resolve_quantize; the figures are in bench/README.md).
+# (model.placement.resolve_quantize; the figures are in bench/README.md).
 DEFAULT_QUANTIZE: Literal["auto", "none", "int8"] = "auto"
 
 CommaList = Annotated[list[str], NoDecode]

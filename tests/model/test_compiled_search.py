@@ -20,8 +20,8 @@ from model import (
     load_bundle,
 )
 from model.compiled_search import CompiledSearch, script_encoder, scripted_loops
+from model.placement import quantize_int8
 from model.shortlist import OutputLayer, Shortlist
-from model.translator import quantize_int8
 
 ENGLISH = (
     "a man woman dog child people two three young old red blue shirt is are riding walking "

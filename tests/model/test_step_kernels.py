@@ -77,7 +77,7 @@ def test_int8_lstm_cell_is_close_to_the_float_cell(rows: int) -> None:
 
 
 def test_int8_translator_steps_through_int8_cells(tiny_model: nn.Module) -> None:
-    from model.translator import quantize_int8
+    from model.placement import quantize_int8
 
     quantized = quantize_int8(tiny_model)
     assert quantized.decoder.step_weights is not None  # type: ignore[union-attr]

@@ -252,7 +252,7 @@ def test_int8_translator_quantizes_and_translates(tiny_bundle: Path) -> None:
 
 
 def test_auto_quantization_is_int8_on_cpu_only() -> None:
-    from model.translator import resolve_quantize
+    from model.placement import resolve_quantize
 
     assert resolve_quantize("auto", torch.device("cpu")) == "int8"
     assert resolve_quantize("auto", torch.device("cuda")) == "none"

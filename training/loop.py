@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from model import PAD_ID, DecodeOptions, Seq2Seq
+from model.placement import resolve_device
 from training import checkpoint, distributed, hardware
 from training.batching import BatchIterator, TensorBatch, collate, example_lengths, make_batches
 from training.config import TrainConfig, config_to_dict, save_resolved
@@ -50,12 +51,6 @@ class StepStats:
     nll: float  # per target token, without smoothing: exp(nll) is the perplexity
     tokens: int
     lr: float
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def autocast(device: torch.device, amp: str) -> Any:
@@ -227,7 +222,7 @@ class Run:
 def start_run(cfg: TrainConfig, resume: bool) -> Run:
     """Join the process group, prepare the data and build the model, optimizer, schedule and
     batches, restored from the run's last checkpoint when ``resume``."""
-    device = resolve_device(cfg.loop.device)
+    device = resolve_device(cfg.loop.device, "loop.device")
     info = distributed.init(device.type)
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from run_helpers import run_nmt, write_yaml
 
 from model.cli import main as nmt
@@ -84,3 +85,15 @@ def test_data_command_rejects_a_wrong_checksum_and_leaves_no_file(
     assert code == 2
     assert "checksum mismatch for train.en.gz" in caplog.text
     assert list(dest.iterdir()) == []  # neither the file nor its temporary copy
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for CUDA where there is none")
+def test_train_on_cuda_without_cuda_says_so_before_writing_anything(
+    make_raw: Callable[..., dict[str, Any]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = write_yaml(make_raw(), tmp_path / "ok.yaml")
+
+    assert nmt(["train", str(config), "--set", "loop.device=cuda"]) == 2
+
+    assert "device 'cuda' requested but CUDA is not available (loop.device)" in caplog.text
+    assert not (tmp_path / "run").exists()

@@ -5,7 +5,7 @@ for torch's intra-op threads to pay: a batch of 32 took about as long on two thr
 (bench/README.md, stop 20), so the second core idled while a batch computed. Cut into lanes,
 the batch uses every core: the lanes are encoded, with their attention keys and shortlist rows
 (``LaneEncoder``), then searched
-(``greedy_lanes`` and ``beam_lanes`` in ``model/compiled_search.py``), each stage one compiled
+(``greedy_lanes`` and ``beam_lanes`` in ``model/search_loops.py``), each stage one compiled
 call that forks every lane but the first onto torch's inter-op threads, where TorchScript runs
 them without the GIL, and runs the first on the calling thread. Greedy batches of 32 took 12-13
 ms in two lanes against 15-16 on two intra-op threads; offline, 1.3x (greedy) and 1.7x (beam 5)

@@ -19,8 +19,9 @@ from model import (
     greedy_search,
     load_bundle,
 )
-from model.compiled_search import CompiledSearch, script_encoder, scripted_loops
+from model.compiled_search import CompiledSearch, script_encoder
 from model.placement import quantize_int8
+from model.search_loops import scripted_loops
 from model.shortlist import OutputLayer, Shortlist
 
 ENGLISH = (

@@ -2,13 +2,13 @@
 
 As in text-generation-inference, the queue is kept apart from the model. Requests put their
 sentences on the queue as `Entry`s, each with its own future; one worker task takes batches
-off the queue (`next_batch`, a pure function), runs the translator in a thread so the event
-loop never blocks, and resolves each future with its own result. Sentences from many requests
-share a batch, so concurrent single-sentence clients are served at batched throughput. With
-`concurrency` > 1 (one per model worker process, `service.model_workers`) that many batches
-compute at once.
+off the queue (`next_batch`, a pure function in `service.batch_queue`), runs the translator in a
+thread so the event loop never blocks, and resolves each future with its own result. Sentences
+from many requests share a batch, so concurrent single-sentence clients are served at batched
+throughput. With `concurrency` > 1 (one per model worker process, `service.model_workers`)
+that many batches compute at once.
 
-Scheduling rules, all in this module:
+Scheduling rules, all here or in `service.batch_queue`:
 - a batch holds at most `max_batch_size` sentences and `max_batch_tokens` padded tokens
   (sentences x longest source); sentences with different `DecodeOptions` never share one;
 - a batch forms only when a translator is free (fewer than `concurrency` batches computing),
@@ -40,9 +40,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from model.translator import padded_tokens
+from service.batch_queue import Entry, Outcome, next_batch, pop_stale
 
 if TYPE_CHECKING:
     from model import DecodeOptions, Result
@@ -87,30 +87,6 @@ class BatcherCrashed(BatcherError):
     code = "batcher_crashed"
 
 
-class Outcome(NamedTuple):
-    """What a sentence's future resolves to."""
-
-    result: Result
-    queue_s: float  # enqueued -> batch started
-    compute_s: float  # duration of the batch it was in
-
-
-@dataclass(eq=False)
-class Entry:
-    """One queued sentence."""
-
-    text: str
-    options: DecodeOptions
-    future: asyncio.Future[Outcome]
-    enqueued_at: float  # time.monotonic()
-    deadline: float  # time.monotonic()
-    source_ids: list[int]  # what the model reads (``Translator.encode``), </s> included
-
-    @property
-    def n_tokens(self) -> int:
-        return len(self.source_ids)
-
-
 class BatchObserver(Protocol):
     """Receives what the batcher does (metrics.py implements it)."""
 
@@ -132,43 +108,6 @@ class _NoObserver:
         self, batch: Sequence[Entry], results: Sequence[Result] | None, started: float, ended: float
     ) -> None:
         pass
-
-
-def next_batch(queue: deque[Entry], max_size: int, max_tokens: int) -> list[Entry]:
-    """Take the next batch off `queue` (in place); the rest keep their order.
-
-    The oldest entry picks the DecodeOptions. Later entries with equal options join in arrival
-    order while the batch has fewer than `max_size` sentences and its padded size
-    (`padded_tokens`, as the Translator counts it) stays within `max_tokens`;
-    others are skipped, not reordered. The oldest entry always goes, even alone over the
-    budget, so nothing waits forever.
-    """
-    batch: list[Entry] = []
-    skipped: list[Entry] = []
-    longest = 0
-    while queue and len(batch) < max_size:
-        entry = queue.popleft()
-        padded = padded_tokens(
-            max(longest, entry.n_tokens), len(batch) + 1, entry.options.beam_size
-        )
-        if not batch or (entry.options == batch[0].options and padded <= max_tokens):
-            batch.append(entry)
-            longest = max(longest, entry.n_tokens)
-        else:
-            skipped.append(entry)
-    queue.extendleft(reversed(skipped))
-    return batch
-
-
-def pop_stale(queue: deque[Entry], now: float) -> tuple[list[Entry], list[Entry]]:
-    """Remove entries nobody waits for any more; return (cancelled, expired)."""
-    cancelled = [e for e in queue if e.future.cancelled()]
-    expired = [e for e in queue if not e.future.done() and e.deadline <= now]
-    if cancelled or expired:
-        keep = [e for e in queue if not e.future.done() and e.deadline > now]
-        queue.clear()
-        queue.extend(keep)
-    return cancelled, expired
 
 
 @dataclass(eq=False)

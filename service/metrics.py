@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from model import Result
-    from service.batching import Entry
+    from service.batch_queue import Entry
 
 access_logger = logging.getLogger("service.access")
 

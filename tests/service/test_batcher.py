@@ -13,16 +13,8 @@ import pytest
 from service_fakes import FakeTranslator, wait_until
 
 from model import DecodeOptions, DeviceError
-from service.batching import (
-    Batcher,
-    BatcherClosed,
-    BatcherCrashed,
-    DeadlineExceeded,
-    Entry,
-    QueueFull,
-    next_batch,
-    pop_stale,
-)
+from service.batch_queue import Entry, next_batch, pop_stale
+from service.batching import Batcher, BatcherClosed, BatcherCrashed, DeadlineExceeded, QueueFull
 
 GREEDY = DecodeOptions(beam_size=1)
 BEAM = DecodeOptions(beam_size=4)

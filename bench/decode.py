@@ -454,7 +454,7 @@ def print_report(
     print(f"peak RSS: {rss_mb:.0f} MB")
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="bundle directory")
     parser.add_argument("--random-model", action="store_true", help="random default-size model")
@@ -492,17 +492,37 @@ def main() -> None:
         "--service-beam", type=int, default=1, help="beam size for --service-batches (1: greedy)"
     )
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    keep_freed_memory()  # as `nmt translate` and `nmt serve` do
     if args.kernels:
-        print_step_kernels(step_kernel_ms())
-        return
+        return args
     if not args.model and not args.random_model:
         parser.error("give --model DIR, --random-model, or both")
     if args.src is None:
         parser.error("--src is required (except with --kernels)")
     if args.device == "cuda" and "int8" in args.precisions:
         parser.error("int8 has CPU kernels only: give --precisions fp32 with --device cuda")
+    return args
+
+
+def bundle_to_time(args: argparse.Namespace, workdir: Path) -> tuple[Bundle, str]:
+    """The bundle ``args`` ask for, and a line that says what it is."""
+    if not args.random_model:
+        return load_bundle(args.model), f"bundle {args.model}"
+    tokenizer = (
+        load_bundle(args.model).tokenizer
+        if args.model
+        else Tokenizer(train_spm(read_lines(args.src, None), workdir))
+    )
+    label = f"random default-size model, tokenizer vocabulary {tokenizer.tgt_vocab_size}"
+    return random_bundle(tokenizer, args.input_feeding), label
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as `nmt translate` and `nmt serve` do
+    if args.kernels:
+        print_step_kernels(step_kernel_ms())
+        return
     lines = [line for line in read_lines(args.src, args.limit) if line.strip()]
     if args.service_batches:
         translator = Translator(load_bundle(args.model), quantize="int8")
@@ -511,17 +531,7 @@ def main() -> None:
         return
 
     with tempfile.TemporaryDirectory() as tmp:
-        if args.random_model:
-            tokenizer = (
-                load_bundle(args.model).tokenizer
-                if args.model
-                else Tokenizer(train_spm(read_lines(args.src, None), Path(tmp)))
-            )
-            bundle = random_bundle(tokenizer, args.input_feeding)
-            label = f"random default-size model, tokenizer vocabulary {tokenizer.tgt_vocab_size}"
-        else:
-            bundle = load_bundle(args.model)
-            label = f"bundle {args.model}"
+        bundle, label = bundle_to_time(args, Path(tmp))
         lanes = args.lanes or args.threads
         label += f"; {args.threads} threads" + (f", int8 in {lanes} lanes" if lanes > 1 else "")
         print(f"{label}; {len(lines)} sentences", flush=True)

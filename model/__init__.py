@@ -12,7 +12,13 @@ from model.errors import (
     TranslationFailed,
     UnknownFormatVersion,
 )
-from model.search import DecodeOptions, Hypothesis, greedy_search, length_penalty
+from model.search import (
+    DecodeOptions,
+    Hypothesis,
+    SpaceRule,
+    greedy_search,
+    length_penalty,
+)
 from model.seq2seq import Seq2Seq
 from model.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
 from model.translator import Candidate, ModelView, Result, Translator, load_on_cores
@@ -36,6 +42,7 @@ __all__ = [
     "ModelError",
     "Result",
     "Seq2Seq",
+    "SpaceRule",
     "Tokenizer",
     "TranslationFailed",
     "ModelView",

@@ -20,8 +20,9 @@ from model.decoder import EncoderOutput
 from model.search import (
     DecodeOptions,
     Hypothesis,
+    SpaceRule,
     StepModel,
-    ban_early_eos,
+    constrain,
     length_penalty,
     to_hypothesis,
 )
@@ -187,7 +188,11 @@ def ending_candidates(
 
 
 def beam_search(
-    model: StepModel, enc: EncoderOutput, src_lens: Tensor, options: DecodeOptions
+    model: StepModel,
+    enc: EncoderOutput,
+    src_lens: Tensor,
+    options: DecodeOptions,
+    space: SpaceRule | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search; returns ``options.n_best`` hypotheses per sentence, best first.
 
@@ -213,7 +218,8 @@ def beam_search(
     prev = torch.full((batch * beam_size,), BOS_ID, dtype=torch.long, device=device)
     for t in range(steps):
         log_probs, state = model.decode_step(prev, state, enc)  # (A*K, V)
-        cand = topk_flat(scores, ban_early_eos(log_probs, t, options.min_length), 2 * beam_size)
+        log_probs = constrain(log_probs, t, prev, enc, options, space)
+        cand = topk_flat(scores, log_probs, 2 * beam_size)
         n_active = active.size(0)
 
         # 1. Candidates among the top K that end here (or hit the length limit) are finished.

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from model.beam import Finished, beam_rows, finalize
 from model.decoder import EncoderOutput
-from model.search import DecodeOptions, Hypothesis, to_hypothesis
+from model.search import DecodeOptions, Hypothesis, SpaceRule, to_hypothesis
 from model.search_loops import Int8Decoder, SourceSide, scripted_loops, search_rules
 from model.seq2seq import Seq2Seq
 from model.step_kernels import int8_weights
@@ -46,11 +46,12 @@ def script_encoder(encoder: nn.Module) -> nn.Module:
 class CompiledSearch:
     """Greedy and beam search through the compiled loops, for one int8-prepared model."""
 
-    def __init__(self, model: Seq2Seq) -> None:
+    def __init__(self, model: Seq2Seq, space: SpaceRule | None = None) -> None:
         decoder = model.decoder
         assert decoder.step_weights is not None and decoder.input_gates is not None
         recurrent, *upper_cells = decoder.step_weights
         self.model = model
+        self.space = space  # what may follow the bare "▁" (SpaceRule); None: no rule
         self.weights = Int8Decoder(
             decoder.input_gates, recurrent, upper_cells, int8_weights(decoder.combine)
         )
@@ -61,7 +62,7 @@ class CompiledSearch:
         self.greedy_lanes, self.beam_lanes = scripted_loops()
 
     @classmethod
-    def for_model(cls, model: Seq2Seq) -> "CompiledSearch | None":
+    def for_model(cls, model: Seq2Seq, space: SpaceRule | None = None) -> "CompiledSearch | None":
         """The compiled loops when ``model`` has what they cover: int8 layers from
         ``quantize_int8`` (hence the CPU), no input feeding, ``dot``/``general`` attention."""
         decoder = model.decoder
@@ -85,7 +86,7 @@ class CompiledSearch:
         if not covered:
             return None
         try:
-            return cls(model)
+            return cls(model, space)
         except Exception:  # noqa: BLE001 - any failure to compile leaves the Python loops
             log.warning("search loops not compiled; using the Python loops", exc_info=True)
             return None
@@ -108,7 +109,7 @@ class CompiledSearch:
             tables = self.greedy_lanes(
                 self.weights, outputs, *self.bridge, [enc.final_h for enc in encs],
                 [enc.final_c for enc in encs], self.model.config.decoder_layers, sources,
-                limits, search_rules(options),
+                limits, search_rules(options, self.space),
             )  # fmt: skip
             return [
                 [
@@ -124,7 +125,7 @@ class CompiledSearch:
             h0.append(state.h.index_select(1, repeat))
             c0.append(state.c.index_select(1, repeat))
         finished = self.beam_lanes(
-            self.weights, outputs, h0, c0, sources, limits, search_rules(options)
+            self.weights, outputs, h0, c0, sources, limits, search_rules(options, self.space)
         )
         return [
             finalize(Finished(scores, enc.target_ids(tokens), None), lens, options.n_best)

@@ -18,7 +18,13 @@ import torch
 from torch import Tensor
 
 from model.beam import ending_candidates, merge_best, next_beams, topk_flat
-from model.search import DecodeOptions, ban_early_eos, length_penalty
+from model.search import (
+    DecodeOptions,
+    SpaceRule,
+    ban_after_space,
+    ban_early_eos,
+    length_penalty,
+)
 from model.step_kernels import PackedLinear
 from model.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
@@ -43,8 +49,9 @@ class SourceSide(NamedTuple):
 
 
 class SearchRules(NamedTuple):
-    """A request's decoding options and the special ids, in the one argument every compiled
-    loop takes for them (TorchScript does not read module constants)."""
+    """A request's decoding options, the special ids and the vocabulary's ``SpaceRule``, in
+    the one argument every compiled loop takes for them (TorchScript does not read module
+    constants)."""
 
     beam_size: int
     n_best: int
@@ -53,13 +60,16 @@ class SearchRules(NamedTuple):
     bos_id: int
     eos_id: int
     pad_id: int
+    space_id: int  # the bare "▁" piece; -1: the vocabulary has none
+    after_space: Tensor  # (V,) bool: the ids that may not follow it
 
 
-def search_rules(options: DecodeOptions) -> SearchRules:
-    """``options`` and the project's special ids, as the compiled loops take them."""
+def search_rules(options: DecodeOptions, space: SpaceRule | None) -> SearchRules:
+    """``options``, the project's special ids and ``space``, as the compiled loops take them."""
+    space = space or SpaceRule(-1, torch.zeros(0, dtype=torch.bool))
     return SearchRules(
         options.beam_size, options.n_best, options.min_length, options.length_penalty,
-        BOS_ID, EOS_ID, PAD_ID,
+        BOS_ID, EOS_ID, PAD_ID, space.space_id, space.banned,
     )  # fmt: skip
 
 
@@ -82,8 +92,10 @@ def decoder_step(
     hs: list[Tensor],
     cs: list[Tensor],
     source: SourceSide,
+    rules: SearchRules,
 ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-    """``Seq2Seq.decode_step``: (N,) previous tokens -> log-probs (N, C) and each layer's h, c.
+    """``Seq2Seq.decode_step``: (N,) previous tokens -> log-probs (N, C) and each layer's h, c,
+    then ``SpaceRule.apply`` as the Python loops do.
 
     N = B x K: rows ``b*K .. b*K+K-1`` belong to sentence b of ``source``; ``output`` scores
     the shortlist's union (or the whole vocabulary when there is none).
@@ -115,7 +127,9 @@ def decoder_step(
     if columns is not None:
         union = logits.view(batch, beam, -1)
         logits = union.gather(2, columns.unsqueeze(1).expand(-1, beam, -1)).view(rows, -1)
-    return torch.log_softmax(logits.float(), dim=-1), next_hs, next_cs
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    log_probs = ban_after_space(log_probs, ids, sentence_ids, rules.space_id, rules.after_space)
+    return log_probs, next_hs, next_cs
 
 
 def greedy_steps(
@@ -138,7 +152,7 @@ def greedy_steps(
     tokens: list[Tensor] = []
     log_probs: list[Tensor] = []
     for t in range(int(limits.max())):
-        step_log_probs, hs, cs = decoder_step(weights, output, prev, hs, cs, source)
+        step_log_probs, hs, cs = decoder_step(weights, output, prev, hs, cs, source, rules)
         best, token = ban_early_eos(step_log_probs, t, rules.min_length, rules.eos_id).max(-1)
         rows.append(active)
         steps.append(torch.full_like(active, t))
@@ -213,7 +227,7 @@ def beam_steps(
     finished_tokens = torch.full([batch, beam_size, steps], pad_id, dtype=torch.long)
     prev = torch.full([batch * beam_size], rules.bos_id, dtype=torch.long)
     for t in range(steps):
-        log_probs, hs, cs = decoder_step(weights, output, prev, hs, cs, source)
+        log_probs, hs, cs = decoder_step(weights, output, prev, hs, cs, source, rules)
         log_probs = ban_early_eos(log_probs, t, rules.min_length, eos_id)
         cand = topk_flat(scores, log_probs, 2 * beam_size)
         # 1. Candidates among the top K that end here (or hit the length limit) are finished.

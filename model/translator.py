@@ -22,7 +22,7 @@ from model.decoder import EncoderOutput
 from model.errors import DeviceError, InputTooLong, ModelError, TranslationFailed
 from model.lanes import LaneSource, compile_lane_encoder, merge_lanes, split_lanes
 from model.placement import allowed_cores, quantize_int8, resolve_device, resolve_quantize
-from model.search import DecodeOptions, Hypothesis, greedy_search
+from model.search import DecodeOptions, Hypothesis, SpaceRule, greedy_search
 from model.seq2seq import Seq2Seq
 from model.shortlist import BatchCandidates, OutputLayer, OutputVocabulary
 from model.tokenizer import PAD_ID
@@ -188,8 +188,13 @@ class Translator(ModelView):
         else:
             self.model = model.to(self.device)
             self.model.decoder.prepare_search()  # type: ignore[operator,union-attr]
+        pieces = self.tokenizer.target_pieces(range(self.tokenizer.tgt_vocab_size))
+        self.space_rule = SpaceRule.for_pieces(pieces, self.device)
         # int8 on the CPU: the search loops compiled (model/compiled_search.py).
-        self.compiled_search = CompiledSearch.for_model(self.model)  # type: ignore[arg-type]
+        self.compiled_search = CompiledSearch.for_model(
+            self.model,  # type: ignore[arg-type]
+            self.space_rule,
+        )
         if self.compiled_search is not None:  # and the encoder with them
             # Inference only: TorchScript must not plan for autograd when called outside
             # inference mode (its plan would then fail on inference tensors).
@@ -297,7 +302,7 @@ class Translator(ModelView):
             if self.compiled_search is not None and not options.return_attention:
                 return self.compiled_search.search(enc, lens, options)
             decode = greedy_search if options.beam_size == 1 else beam_search
-            return decode(model, enc, lens.to(self.device), options)
+            return decode(model, enc, lens.to(self.device), options, self.space_rule)
         except torch.cuda.OutOfMemoryError:
             raise
         except RuntimeError as err:

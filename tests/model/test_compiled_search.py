@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import torch
 
 from model import (
     DecodeOptions,
+    Hypothesis,
     Seq2Seq,
+    SpaceRule,
     Tokenizer,
     Translator,
     beam_search,
@@ -44,6 +47,15 @@ def some_ids_shortlist(vocab: int) -> Shortlist:
     return Shortlist(torch.arange(0, vocab, 2), torch.full((vocab, 1), -1, dtype=torch.long))
 
 
+def rule_around_a_frequent_token(hyps: list[list[Hypothesis]], vocab: int) -> SpaceRule:
+    """A ``SpaceRule`` whose "bare piece" is the token these hypotheses use most, after which
+    every third id and EOS are banned: on a random model it then bites in most sentences."""
+    counts = Counter(t for sentence in hyps for h in sentence for t in h.token_ids[:-1])
+    banned = torch.arange(vocab) % 3 == 0  # EOS (3) among them
+    return SpaceRule(counts.most_common(1)[0][0], banned)
+
+
+@pytest.mark.parametrize("space", [False, True], ids=["", "space-rule"])
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("shortlist", [False, True])
 @pytest.mark.parametrize(
@@ -64,10 +76,9 @@ def test_compiled_loops_equal_the_python_loops(
     layers: int,
     shortlist: bool,
     options: DecodeOptions,
+    space: bool,
 ) -> None:
     model = quantize_int8(make_model(seed=3, decoder_layers=layers))
-    compiled = CompiledSearch.for_model(model)  # type: ignore[arg-type]
-    assert compiled is not None
     src, lens = padded(tokenizer)
     vocab = None
     if shortlist:
@@ -76,7 +87,13 @@ def test_compiled_loops_equal_the_python_loops(
     search = greedy_search if options.beam_size == 1 else beam_search
     with torch.inference_mode():
         enc = model.encode(src, lens, vocab)  # type: ignore[operator]
-        want = search(model, enc, lens, options)  # type: ignore[arg-type]
+        rule = None
+        if space:
+            free = search(model, enc, lens, options)  # type: ignore[arg-type]
+            rule = rule_around_a_frequent_token(free, tokenizer.tgt_vocab_size)
+        compiled = CompiledSearch.for_model(model, rule)  # type: ignore[arg-type]
+        assert compiled is not None
+        want = search(model, enc, lens, options, rule)  # type: ignore[arg-type]
         got = compiled.search(enc, lens, options)
     assert [[h.token_ids for h in hyps] for hyps in got] == [
         [h.token_ids for h in hyps] for hyps in want
@@ -85,6 +102,18 @@ def test_compiled_loops_equal_the_python_loops(
     assert [[h.score for h in hyps] for hyps in got] == [[h.score for h in hyps] for hyps in want]
     assert len({tuple(hyps[0].token_ids) for hyps in got}) > 1  # the sentences differ
     assert all(len(hyps) == options.n_best for hyps in got)
+    if rule is not None:
+        # What followed the rule's token within each hypothesis (random models mostly stop at
+        # the length limit, not at EOS; the oracle tests in test_search.py check EOS).
+        follows = [
+            ids[i + 1]
+            for hyps in got
+            for ids in (h.token_ids for h in hyps)
+            for i in range(len(ids) - 1)
+            if ids[i] == rule.space_id
+        ]
+        assert follows, "the rule's token is never followed: the test would check nothing"
+        assert not any(rule.banned[follows].tolist())
 
 
 @pytest.mark.parametrize(
@@ -184,3 +213,15 @@ def test_an_encoder_torchscript_cannot_compile_stays_eager(
     encoder = quantize_int8(make_model()).encoder  # type: ignore[union-attr]
     monkeypatch.setattr(torch.jit, "script", no_torchscript)
     assert script_encoder(encoder) is encoder  # type: ignore[arg-type]
+
+
+def test_the_shipped_model_searches_with_its_vocabularys_space_rule(
+    shipped_int8: Translator,
+) -> None:
+    rule = shipped_int8.space_rule
+    assert rule is not None
+    pieces = shipped_int8.tokenizer.target_pieces(range(shipped_int8.tokenizer.tgt_vocab_size))
+    assert pieces[rule.space_id] == "▁"
+    assert rule.banned.tolist() == [p.startswith("▁") or p == "</s>" for p in pieces]
+    assert shipped_int8.compiled_search is not None
+    assert shipped_int8.compiled_search.space is rule

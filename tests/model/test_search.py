@@ -24,6 +24,7 @@ from model import (
     EncoderOutput,
     Hypothesis,
     Seq2Seq,
+    SpaceRule,
     Tokenizer,
     beam_search,
     greedy_search,
@@ -254,6 +255,59 @@ def test_each_sentence_gets_its_own_length_limit(
     options = DecodeOptions(beam_size=2 if search is beam_search else 1, max_len_a=1, max_len_b=0)
     results = run(search, never_ends_table, options, src_lens=[2, 5, 3])
     assert [len(hyps[0].token_ids) for hyps in results] == [2, 5, 3]
+
+
+# --- what may follow the bare "▁" piece ------------------------------------------------------
+
+# The oracle's ids as SentencePiece pieces: "a" starts a word, "▁" is the bare boundary piece
+# and "b" continues a word.
+PIECES = ("<pad>", "<unk>", "<s>", "</s>", "▁a", "▁", "b")
+SPACE = SpaceRule.for_pieces(PIECES)
+WORD, BARE, PART = A, B_, C
+
+
+def space_table(_sentence: int, prefix: tuple[int, ...]) -> dict[int, float]:
+    """The bare "▁" first; then a word start or the end are likelier than a continuation."""
+    if prefix == ():
+        return {BARE: 0.9, WORD: 0.1}
+    if prefix == (BARE,):
+        return {WORD: 0.5, EOS_ID: 0.3, PART: 0.2}
+    return {EOS_ID: 0.9, WORD: 0.1}
+
+
+def test_space_rule_bans_word_starts_the_bare_piece_and_eos() -> None:
+    assert SPACE is not None
+    assert SPACE.space_id == BARE
+    assert SPACE.banned.tolist() == [False, False, False, True, True, True, False]
+    assert SpaceRule.for_pieces(("<pad>", "<unk>", "<s>", "</s>", "▁a", "b")) is None
+
+
+@pytest.mark.parametrize("search", [greedy_search, beam_search])
+def test_after_the_bare_piece_search_takes_a_continuation(
+    search: Callable[..., list[list[Hypothesis]]],
+) -> None:
+    options = DecodeOptions(beam_size=1 if search is greedy_search else 3, length_penalty=0.0)
+    lens = torch.tensor([4])
+    oracle = Oracle(space_table)
+    without = search(oracle, oracle.encoder_output(1), lens, options)
+    ruled = search(oracle, oracle.encoder_output(1), lens, options, SPACE)
+
+    assert without[0][0].token_ids == [BARE, WORD]  # a gap: "▁" then a new word
+    assert ruled[0][0].token_ids == [BARE, PART]
+    assert ruled[0][0].score == pytest.approx(math.log(0.9 * 0.2 * 0.9))
+
+
+def test_no_hypothesis_in_the_n_best_list_ends_on_the_bare_piece() -> None:
+    options = DecodeOptions(beam_size=3, n_best=3, length_penalty=0.0)
+    lens = torch.tensor([4])
+    oracle = Oracle(space_table)
+    without = beam_search(oracle, oracle.encoder_output(1), lens, options)
+    ruled = beam_search(oracle, oracle.encoder_output(1), lens, options, SPACE)
+
+    assert [BARE] in [h.token_ids for h in without[0]]  # "▁" then the end
+    for hyp in ruled[0]:
+        pairs = zip(hyp.token_ids, [*hyp.token_ids[1:], EOS_ID], strict=True)
+        assert all(nxt == PART for prev, nxt in pairs if prev == BARE)
 
 
 # --- batches of sentences on the oracle -------------------------------------------------------

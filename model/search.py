@@ -96,7 +96,8 @@ class SpaceRule(NamedTuple):
     spaces with nothing between them. A model can still choose it, chiefly under a shortlist
     that leaves out the continuation it wanted: on the Multi30k test set 6 of 1,000 greedy
     translations had such a gap with the shortlist, none without. Search forbids those pieces
-    after "▁", at no cost in BLEU (bench/README.md, stop 32).
+    after "▁", at no cost in BLEU; the continuation it takes instead is not always a real word
+    (bench/README.md, stop 32).
     """
 
     space_id: int  # the bare "▁" piece

@@ -74,7 +74,7 @@ def run_shortlist(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(subparsers: Subparsers) -> None:
+def add_data(subparsers: Subparsers) -> None:
     data = subparsers.add_parser("data", help="fetch a corpus")
     data.add_argument("corpus", choices=["multi30k"])
     data.add_argument("--dest", type=Path, required=True, help="directory for the files")
@@ -82,6 +82,8 @@ def add_commands(subparsers: Subparsers) -> None:
     data.add_argument("--base-url", help="download from here (env NMT_MULTI30K_URL)")
     data.set_defaults(func=run_data)
 
+
+def add_train(subparsers: Subparsers) -> None:
     train = subparsers.add_parser("train", help="train a model from a YAML config")
     train.add_argument("config", type=Path)
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
@@ -95,6 +97,8 @@ def add_commands(subparsers: Subparsers) -> None:
     )
     train.set_defaults(func=run_train)
 
+
+def add_evaluate(subparsers: Subparsers) -> None:
     evaluate = subparsers.add_parser("evaluate", help="BLEU and chrF of a bundle on a test set")
     evaluate.add_argument("--model", type=Path, required=True)
     evaluate.add_argument("--src", type=Path, required=True)
@@ -107,6 +111,8 @@ def add_commands(subparsers: Subparsers) -> None:
     evaluate.add_argument("--batch-tokens", type=int, default=8192)
     evaluate.set_defaults(func=run_evaluate)
 
+
+def add_export(subparsers: Subparsers) -> None:
     export = subparsers.add_parser("export", help="write the model bundle of a training run")
     export.add_argument("run_dir", type=Path)
     export.add_argument("--out", type=Path, required=True)
@@ -125,6 +131,8 @@ def add_commands(subparsers: Subparsers) -> None:
     )
     export.set_defaults(func=run_export)
 
+
+def add_shortlist(subparsers: Subparsers) -> None:
     shortlist = subparsers.add_parser(
         "shortlist", help="add a vocabulary shortlist to a bundle and measure it again"
     )
@@ -142,3 +150,11 @@ def add_commands(subparsers: Subparsers) -> None:
     shortlist.add_argument("--frequent", type=int, default=100, help="always-scored target ids")
     shortlist.add_argument("--per-source", type=int, default=20, help="target ids per source id")
     shortlist.set_defaults(func=run_shortlist)
+
+
+def add_commands(subparsers: Subparsers) -> None:
+    add_data(subparsers)
+    add_train(subparsers)
+    add_evaluate(subparsers)
+    add_export(subparsers)
+    add_shortlist(subparsers)

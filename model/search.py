@@ -133,18 +133,21 @@ def ban_after_space(
     """Forbid ``banned`` target ids in the rows (N,) whose previous target id is ``space_id``.
 
     log_probs: (N, C), column j scoring target id j or, under a shortlist, ``sentence_ids[b, j]``
-    (B, C) for the rows of sentence b (N = B x K). Most steps have no such row and cost one
-    comparison.
+    (B, C) for the rows of sentence b (N = B x K); changed in place. Most steps have no such row
+    and cost one comparison; the others touch only the R rows that follow the space.
     """
     after_space = prev_ids.eq(space_id)
     if not bool(after_space.any()):
         return log_probs
+    rows = after_space.nonzero().squeeze(1)  # (R,)
     if sentence_ids is None:
-        rows_banned = banned.unsqueeze(0)  # (1, V)
+        rows_banned = banned.unsqueeze(0).expand(rows.size(0), -1)  # (R, V)
     else:
         beam = log_probs.size(0) // sentence_ids.size(0)
-        rows_banned = banned[sentence_ids].repeat_interleave(beam, dim=0)  # (N, C)
-    return log_probs.masked_fill(after_space.unsqueeze(1) & rows_banned, float("-inf"))
+        sentences = torch.div(rows, beam, rounding_mode="floor")
+        rows_banned = banned[sentence_ids.index_select(0, sentences)]  # (R, C)
+    log_probs[rows] = log_probs.index_select(0, rows).masked_fill(rows_banned, float("-inf"))
+    return log_probs
 
 
 def constrain(

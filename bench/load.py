@@ -608,7 +608,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --serve: before each run, time BUNDLE offline on the same sentences and beam "
         "(sentences/s) and print the run's sentences/s as a fraction of it",
     )
-    p.add_argument("--offline-batch-tokens", type=int, default=8192, help="offline batch budget")
+    p.add_argument(
+        "--offline-batch-tokens",
+        type=int,
+        default=4096,
+        help="offline batch budget: bench/decode.py's default, and the fastest for greedy",
+    )
     p.add_argument(
         "--server-cpus",
         type=parse_cpus,

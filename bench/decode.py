@@ -313,7 +313,7 @@ def bench_translator(
                     batch,
                     len(texts),
                     seconds,
-                    sum(len(r.candidates[0].tokens) for r in results if r.candidates),
+                    sum(len(r.candidates[0].token_ids) for r in results if r.candidates),
                     sum(translator.count_tokens(t) for t in texts),
                     options.beam_size,
                     latencies_ms if batch == "1" else [],

@@ -140,7 +140,7 @@ class ModelMetrics:
             self._failed.inc()
             return
         self._src_tokens.inc(sum(tokens))
-        produced = sum(len(r.candidates[0].tokens) for r in results if r.candidates)
+        produced = sum(len(r.candidates[0].token_ids) for r in results if r.candidates)
         self._tgt_tokens.inc(produced)
 
 

@@ -144,10 +144,14 @@ def main() -> None:
     work.rmdir()
 
     translator = Translator.from_dir(BUNDLE)
+    pieces = translator.tokenizer.target_pieces
     expected: dict[str, object] = {"inputs": INPUTS}
     for name, options in OPTIONS.items():
         expected[name] = [
-            [{"text": c.text, "tokens": list(c.tokens), "score": c.score} for c in r.candidates]
+            [
+                {"text": c.text, "tokens": pieces(c.token_ids), "score": c.score}
+                for c in r.candidates
+            ]
             for r in translator.translate(INPUTS, options)
         ]
     OUTPUTS.write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n")

@@ -136,7 +136,7 @@ def test_translator_compiles_search_for_int8_only(tiny_bundle: Path, beam: int) 
     plain = int8.translate(SOURCES, DecodeOptions(beam_size=beam))
     with_attention = int8.translate(SOURCES, DecodeOptions(beam_size=beam, return_attention=True))
     for a, b in zip(plain, with_attention, strict=True):
-        assert a.candidates[0].tokens == b.candidates[0].tokens
+        assert a.candidates[0].token_ids == b.candidates[0].token_ids
         assert a.candidates[0].attention is None and b.candidates[0].attention is not None
 
 

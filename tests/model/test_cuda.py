@@ -36,7 +36,7 @@ def assert_same_results(gpu: list[Result], cpu: list[Result], tolerance: float) 
     assert len(gpu) == len(cpu)
     for g, c in zip(gpu, cpu, strict=True):
         assert g.error is None and c.error is None
-        assert [x.tokens for x in g.candidates] == [x.tokens for x in c.candidates]
+        assert [x.token_ids for x in g.candidates] == [x.token_ids for x in c.candidates]
         for a, b in zip(g.candidates, c.candidates, strict=True):
             assert a.score == pytest.approx(b.score, rel=tolerance, abs=tolerance)
             if b.attention is not None:

@@ -65,7 +65,7 @@ def test_shortlist_of_every_id_decodes_exactly_as_the_full_vocabulary(
     for want, got in zip(
         plain.translate(SOURCES, options), listed.translate(SOURCES, options), strict=True
     ):
-        assert [c.tokens for c in got.candidates] == [c.tokens for c in want.candidates]
+        assert [c.token_ids for c in got.candidates] == [c.token_ids for c in want.candidates]
         assert [c.score for c in got.candidates] == pytest.approx(
             [c.score for c in want.candidates], abs=1e-5
         )

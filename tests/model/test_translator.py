@@ -3,6 +3,7 @@ and batch invariance through the whole text-in, text-out path."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,7 @@ def test_sentence_alone_equals_sentence_in_a_padded_batch(
     together = translator.translate(TEXTS, options)
     for text, in_batch in zip(TEXTS, together, strict=True):
         (alone,) = translator.translate([text], options)
-        assert [c.tokens for c in in_batch.candidates] == [c.tokens for c in alone.candidates]
+        assert [c.token_ids for c in in_batch.candidates] == [c.token_ids for c in alone.candidates]
         for a, b in zip(in_batch.candidates, alone.candidates, strict=True):
             assert a.score == pytest.approx(b.score, abs=1e-5)
 
@@ -191,7 +192,7 @@ def test_n_best_candidates_are_sorted_by_score(translator: Translator) -> None:
         scores = [c.score for c in result.candidates]
         assert len(scores) == 4
         assert scores == sorted(scores, reverse=True)
-        assert len({c.tokens for c in result.candidates}) == 4  # distinct hypotheses
+        assert len({c.token_ids for c in result.candidates}) == 4  # distinct hypotheses
         assert result.score == scores[0] and result.text == result.candidates[0].text
 
 
@@ -236,9 +237,24 @@ def test_attention_rows_cover_the_source_and_sum_to_one(
         for cand in result.candidates:
             assert cand.attention is not None
             attn = torch.tensor(cand.attention)
+            assert cand.tokens == tuple(translator.tokenizer.target_pieces(cand.token_ids))
             assert attn.shape == (len(cand.tokens), len(result.source_tokens))
             assert torch.allclose(attn.sum(dim=1), torch.ones(len(cand.tokens)), atol=1e-5)
-    assert translator.translate(TEXTS[:1], BEAM)[0].candidates[0].attention is None
+
+
+@pytest.mark.parametrize("options", [GREEDY, BEAM], ids=["greedy", "beam"])
+def test_pieces_are_spelled_out_only_with_attention(
+    translator: Translator, options: DecodeOptions
+) -> None:
+    """They only label the attention matrix, and a server's batch would spend ~0.15 ms on them."""
+    with_attention = replace(options, return_attention=True)
+    plain = translator.translate(TEXTS, options)
+    labelled = translator.translate(TEXTS, with_attention)
+    for a, b in zip(plain, labelled, strict=True):
+        assert a.source_tokens == () and b.source_tokens[-1] == "</s>"
+        assert [c.token_ids for c in a.candidates] == [c.token_ids for c in b.candidates]
+        assert all(c.tokens == () and c.attention is None for c in a.candidates)
+        assert all(len(c.tokens) == len(c.token_ids) > 0 for c in b.candidates)
 
 
 def test_int8_translator_quantizes_and_translates(tiny_bundle: Path) -> None:
@@ -248,7 +264,7 @@ def test_int8_translator_quantizes_and_translates(tiny_bundle: Path) -> None:
     for options in (GREEDY, BEAM):
         results = translator.translate(TEXTS, options)
         assert all(r.error is None and r.text for r in results)
-        assert all(len(c.tokens) > 0 for r in results for c in r.candidates)
+        assert all(len(c.token_ids) > 0 for r in results for c in r.candidates)
 
 
 def test_auto_quantization_is_int8_on_cpu_only() -> None:

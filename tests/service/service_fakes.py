@@ -81,18 +81,24 @@ class FakeTranslator:
         return [self._result(t, options) for t in texts]
 
     def _result(self, text: str, options: DecodeOptions) -> Result:
+        """Like `Translator`'s: one id per word, pieces only with attention."""
+        with_pieces = options.return_attention
         source = (*text.split(), "</s>")
+        source_tokens = source if with_pieces else ()
         if text in self.errors:
-            return Result(candidates=(), source_tokens=source, error=self.errors[text])
+            return Result(candidates=(), source_tokens=source_tokens, error=self.errors[text])
         candidates = []
         for k in range(options.n_best):
             out = text if k == 0 else f"{text} ~{k}"
-            tokens = tuple(out.split())
+            words = tuple(out.split())
+            ids = tuple(range(4, 4 + len(words)))
             attention = None
-            if options.return_attention:
-                attention = [[1 / len(source)] * len(source) for _ in range(len(tokens) + 1)]
-            candidates.append(Candidate(out, -0.5 - k, tokens, attention))
-        return Result(candidates=tuple(candidates), source_tokens=source)
+            if with_pieces:
+                attention = [[1 / len(source)] * len(source) for _ in range(len(words) + 1)]
+            candidates.append(
+                Candidate(out, -0.5 - k, ids, words if with_pieces else (), attention)
+            )
+        return Result(candidates=tuple(candidates), source_tokens=source_tokens)
 
 
 def make_settings(*fakes: FakeTranslator, **overrides: Any) -> Settings:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from model import DecodeOptions
+from model import DecodeOptions, Translator
 from service.app import create_app
 from service.model_workers import WorkerPool
 from service.settings import Settings
@@ -147,3 +147,38 @@ def test_int8_compiled_search_serves_awkward_inputs(
     assert last.count("\n\n") == 1 and not last.startswith(" ")
     if n_best > 1:
         assert all(len(t["alternatives"]) == n_best - 1 for t in translations[2:])  # type: ignore[arg-type]
+
+
+def test_alignment_labels_its_matrix_with_the_models_pieces(tiny_bundle: Path) -> None:
+    """The translator spells out pieces only when attention is asked for: a request that asks
+    gets the source and target pieces its matrix is indexed by, and the target token counter
+    still counts every translation's tokens."""
+    settings = Settings(models=[tiny_bundle], device="cpu", quantize="int8")
+    app = create_app(settings)
+
+    async def scenario() -> tuple[dict[str, object], str]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                plain = await client.post("/v1/translate", json={"text": "ba de ki"})
+                assert (
+                    plain.status_code == 200 and "alignment" not in plain.json()["translations"][0]
+                )
+                body = {"text": "ba de ki", "return_alignment": True}
+                response = await client.post("/v1/translate", json=body)
+                assert response.status_code == 200, response.text
+                return response.json()["translations"][0], (await client.get("/metrics")).text
+
+    translation, metrics = asyncio.run(scenario())
+    (alignment,) = translation["alignment"]  # type: ignore[misc]
+    tokenizer = Translator.from_dir(tiny_bundle).tokenizer
+    assert alignment["source_tokens"] == tokenizer.source_pieces(
+        tokenizer.encode_source("ba de ki")
+    )
+    spelled = "".join(alignment["target_tokens"]).replace("\u2581", " ").strip()
+    assert spelled == alignment["translation"] == translation["text"]
+    weights = alignment["weights"]
+    assert len(weights) == len(alignment["target_tokens"]) > 0
+    assert all(len(row) == len(alignment["source_tokens"]) for row in weights)
+    produced = sample(metrics, "nmt_target_tokens_total")
+    assert produced == 2 * len(alignment["target_tokens"])  # both requests' tokens counted

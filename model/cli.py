@@ -7,13 +7,16 @@ under the ``lstm_nmt.commands`` entry-point group and this module discovers them
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gzip
 import io
 import logging
 import sys
+import zlib
 from collections.abc import Iterator, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TextIO
+from typing import IO, cast
 
 from model.allocator import keep_freed_memory
 
@@ -61,9 +64,11 @@ def run_translate(args: argparse.Namespace) -> int:
     """Translate line by line; output stays line-aligned even where a line fails."""
     from tqdm import tqdm
 
+    from model.placement import resolve_device
     from model.search import DecodeOptions
     from model.translator import load_on_cores
 
+    resolve_device(args.device, "--device")  # before minutes of loading, and naming the flag
     translator = load_on_cores(
         args.model,
         cores=args.threads,
@@ -76,19 +81,37 @@ def run_translate(args: argparse.Namespace) -> int:
     # undecodable bytes become U+FFFD, so a bad line is translated as best it can be, in place
     if args.input is None and isinstance(sys.stdin, io.TextIOWrapper):
         sys.stdin.reconfigure(encoding="utf-8", errors="replace")
-    source: TextIO = (
-        args.input.open(encoding="utf-8", errors="replace") if args.input else sys.stdin
-    )
-    sink: TextIO = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
-    progress = tqdm(unit="sent", disable=args.input is None, file=sys.stderr)
-    with source, sink, progress:
-        for chunk in _chunks(iter(source), 1024):
-            for n, result in enumerate(translator.translate(chunk, options)):
-                if result.error is not None:
-                    log.warning("line %d: %s", progress.n + n + 1, result.error)
-                sink.write("\t".join(c.text for c in result.candidates) + "\n")
-            progress.update(len(chunk))
+    with contextlib.ExitStack() as opened:  # closes the files it opened, never stdin/stdout
+        source = opened.enter_context(open_text(args.input)) if args.input else sys.stdin
+        sink = opened.enter_context(open_text(args.output, "w")) if args.output else sys.stdout
+        progress = opened.enter_context(
+            tqdm(unit="sent", disable=args.input is None, file=sys.stderr)
+        )
+        try:
+            for chunk in _chunks(iter(source), 1024):
+                for n, result in enumerate(translator.translate(chunk, options)):
+                    if result.error is not None:
+                        log.warning("line %d: %s", progress.n + n + 1, result.error)
+                    sink.write("\t".join(c.text for c in result.candidates) + "\n")
+                progress.update(len(chunk))
+        except (EOFError, zlib.error, gzip.BadGzipFile) as err:  # the lines before it are out
+            done = f"{progress.n} lines translated before it"
+            raise ValueError(f"{args.input}: not valid gzip data ({err}); {done}") from err
+        sink.flush()
     return 0
+
+
+def open_text(path: Path, mode: str = "r") -> IO[str]:
+    """``path`` as UTF-8 text, gzipped where it is (read: by its magic bytes; write: a ``.gz``
+    name), as the corpora are; a gzipped file read as text would translate its bytes."""
+    if mode == "r":
+        with path.open("rb") as head:
+            zipped = head.read(2) == b"\x1f\x8b"
+    else:
+        zipped = path.suffix == ".gz"
+    if zipped:
+        return cast(IO[str], gzip.open(path, mode + "t", encoding="utf-8", errors="replace"))
+    return path.open(mode, encoding="utf-8", errors="replace")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # a clear one-line error for expected failures
         from model.errors import ModelError
 
-        if isinstance(err, ModelError | FileNotFoundError | ValueError):
+        if isinstance(err, ModelError | OSError | ValueError):  # OSError: unreadable files
             log.error("%s", err)
             return 2
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,3 +65,41 @@ def test_missing_model_directory_exits_with_an_error(
     missing = tmp_path / "no-such-bundle"
     assert main(["translate", "--model", str(missing), "-i", str(src)]) == 2
     assert str(missing) in caplog.text
+
+
+def test_gzipped_files_are_read_and_written_as_text(tiny_bundle: Path, tmp_path: Path) -> None:
+    """Like the corpora: a gzipped input read as plain text would translate its bytes."""
+    plain, zipped = tmp_path / "in.txt", tmp_path / "in.gz"
+    plain.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    zipped.write_bytes(gzip.compress(plain.read_bytes()))
+    model = ["translate", "--model", str(tiny_bundle)]
+    assert main([*model, "-i", str(plain), "-o", str(tmp_path / "want.txt")]) == 0
+    assert main([*model, "-i", str(zipped), "-o", str(tmp_path / "got.txt.gz")]) == 0
+    got = gzip.decompress((tmp_path / "got.txt.gz").read_bytes()).decode("utf-8")
+    assert got == (tmp_path / "want.txt").read_text(encoding="utf-8")
+    assert len(got.splitlines()) == len(LINES)
+
+
+def test_a_truncated_gzip_input_is_one_clear_error(
+    tiny_bundle: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = tmp_path / "in.gz"
+    src.write_bytes(gzip.compress(("ba be ki\n" * 2000).encode())[:-20])
+    assert main(["translate", "--model", str(tiny_bundle), "-i", str(src)]) == 2
+    assert "not valid gzip data" in caplog.text and str(src) in caplog.text
+
+
+def test_an_input_that_is_a_directory_is_one_clear_error(
+    tiny_bundle: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    assert main(["translate", "--model", str(tiny_bundle), "-i", str(src)]) == 2
+    assert "Is a directory" in caplog.text and str(src) in caplog.text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here")
+def test_cuda_without_cuda_names_the_flag(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    argv = ["translate", "--model", str(tmp_path / "never-read"), "--device", "cuda"]
+    assert main(argv) == 2
+    assert "CUDA is not available (--device)" in caplog.text

@@ -16,7 +16,7 @@ from service.settings import Settings
 def main() -> None:
     keep_freed_memory()  # as `nmt serve` (model/cli.py) does for every subcommand
     try:
-        serve(Settings())
+        serve(Settings.load())
     except (ModelError, ValueError) as err:  # a bad NMT_* value or bundle: one clear line
         sys.exit(f"error: {err}")
 

@@ -68,7 +68,7 @@ def serve_command(args: argparse.Namespace) -> int:
         "log_level",
     )
     overrides = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-    serve(Settings(**overrides))
+    serve(Settings.load(**overrides))
     return 0
 
 
@@ -77,9 +77,12 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from model.bundle import verify_manifest
+    from model.placement import resolve_device
     from service.app import create_app
 
-    for path in settings.models:  # a wrong path fails here in one line, not mid-startup
+    # A wrong path or device fails here in one line, not as a traceback mid-startup.
+    resolve_device(settings.device, "--device / NMT_DEVICE")
+    for path in settings.models:
         verify_manifest(path)
     logging.basicConfig(
         level=settings.log_level.upper(),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The shipped en->de model, found relative to the installed package (not the working directory).
@@ -60,7 +60,9 @@ class Settings(BaseSettings):
         default=16384, ge=1, description="padded source tokens per batch, each beam row counted"
     )
     max_batch_size: int = Field(default=64, ge=1, description="sentences; 1 turns batching off")
-    max_wait_ms: float = Field(default=5.0, ge=0, description="wait this long for company")
+    max_wait_ms: float = Field(
+        default=5.0, ge=0, allow_inf_nan=False, description="wait this long for company"
+    )
     max_queue: int = Field(default=1024, ge=1, description="queued sentences before 503")
 
     # Request limits
@@ -68,7 +70,7 @@ class Settings(BaseSettings):
     max_texts: int = Field(default=64, ge=1)
     max_beam: int = Field(default=8, ge=1)
     max_input_tokens: int = Field(default=256, ge=1, description="per sentence, incl. </s>")
-    request_timeout_s: float = Field(default=30.0, gt=0)
+    request_timeout_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
 
     # HTTP
     api_keys: CommaList = Field(default_factory=list, description="empty: no authentication")
@@ -91,3 +93,20 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        """The environment's settings with ``overrides`` (command-line flags) on top; a bad
+        value is a ``ValueError`` naming its variable and what is allowed, one line per value,
+        not pydantic's report (which names fields and links its own docs)."""
+        try:
+            return cls(**overrides)
+        except ValidationError as err:
+            problems = "; ".join(_problem(e, overrides) for e in err.errors())
+            raise ValueError(f"bad setting: {problems}") from None
+
+
+def _problem(error: Any, overrides: dict[str, Any]) -> str:
+    field = str(error["loc"][0]) if error["loc"] else ""
+    where = f"--{field.replace('_', '-')}" if field in overrides else f"NMT_{field.upper()}"
+    return f"{where}={error['input']!r}: {error['msg']}"

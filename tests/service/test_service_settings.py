@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from model.errors import ModelError
 from service import cli
 from service.settings import DEFAULT_MODEL_DIR, DEFAULT_QUANTIZE, Settings
 
@@ -40,6 +41,49 @@ def test_bad_environment_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NMT_QUANTIZE", "int4")
     with pytest.raises(ValueError, match="quantize"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "said"),
+    [
+        ({"NMT_DEVICE": "tpu"}, {}, "NMT_DEVICE='tpu': Input should be 'cpu', 'cuda' or 'auto'"),
+        (
+            {"NMT_REQUEST_TIMEOUT_S": "inf"},
+            {},
+            "NMT_REQUEST_TIMEOUT_S='inf': Input should be a finite",
+        ),
+        (
+            {"NMT_THREADS": "abc"},
+            {"port": -1},
+            "NMT_THREADS='abc': Input should be a valid integer",
+        ),
+        (
+            {"NMT_THREADS": "abc"},
+            {"port": -1},
+            "; --port=-1: Input should be greater than or equal to 0",
+        ),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_its_variable_or_flag(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], flags: dict[str, object], said: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError) as caught:
+        Settings.load(**flags)
+    assert said in str(caught.value) and "\n" not in str(caught.value)
+    assert "pydantic.dev" not in str(caught.value)
+
+
+def test_serve_refuses_cuda_without_cuda_before_starting(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    import uvicorn
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is here")
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: pytest.fail("server started"))
+    with pytest.raises(ModelError, match=r"CUDA is not available \(--device / NMT_DEVICE\)"):
+        cli.serve(Settings(device="cuda"))
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -11,6 +11,7 @@ import contextlib
 import gzip
 import io
 import logging
+import os
 import sys
 import zlib
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,17 @@ log = logging.getLogger("nmt")
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "en-de-multi30k"
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a count of something (cores, lanes, tokens) is at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; give 1 or more")
+    return value
+
+
 def add_translate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("translate", help="translate lines from stdin or a file")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="bundle directory")
@@ -34,13 +46,15 @@ def add_translate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         "--quantize", choices=["auto", "none", "int8"], default="auto", help="auto: int8 on CPU"
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    p.add_argument("--batch-tokens", type=int, default=4096, help="source tokens per batch")
     p.add_argument(
-        "--threads", type=int, default=None, help="CPU cores to use (default: all allowed)"
+        "--batch-tokens", type=positive_int, default=4096, help="source tokens per batch"
+    )
+    p.add_argument(
+        "--threads", type=positive_int, default=None, help="CPU cores to use (default: all allowed)"
     )
     p.add_argument(
         "--lanes",
-        type=int,
+        type=positive_int,
         default=None,
         help="parts each batch is computed in at once, a core each (default: --threads)",
     )
@@ -137,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     keep_freed_memory()  # every subcommand allocates the same large tensors again and again
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # the reader went away (`nmt translate | head`): nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 1
     except Exception as err:  # a clear one-line error for expected failures
         from model.errors import ModelError
 

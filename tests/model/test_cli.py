@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,3 +105,30 @@ def test_cuda_without_cuda_names_the_flag(tmp_path: Path, caplog: pytest.LogCapt
     argv = ["translate", "--model", str(tmp_path / "never-read"), "--device", "cuda"]
     assert main(argv) == 2
     assert "CUDA is not available (--device)" in caplog.text
+
+
+@pytest.mark.parametrize("flag", ["--threads", "--lanes", "--batch-tokens"])
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_counts_below_one_are_refused_by_the_parser(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["translate", flag, value])
+    assert exited.value.code == 2
+    assert f"argument {flag}:" in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_ends_translation_quietly(tiny_bundle: Path) -> None:
+    """`nmt translate | head -1`: no BrokenPipeError traceback."""
+    command = [sys.executable, "-m", "model.cli", "translate", "--model", str(tiny_bundle)]
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        proc.stdin.write(b"ba be ki\n" * 5000)
+        proc.stdin.close()
+        assert proc.stdout.readline()  # the first translation, then the reader leaves
+        proc.stdout.close()
+        stderr = proc.stderr.read().decode()
+    assert proc.returncode == 1
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr

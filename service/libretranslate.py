@@ -74,7 +74,9 @@ async def translate(
     check_texts(texts, "q", single, settings)
     loaded = registry.resolve(None, _source(registry, body.source, body.target), body.target)
     n_best = body.alternatives + 1
-    options = decode_options(loaded.defaults, settings, n_best=n_best)
+    options = decode_options(
+        loaded.defaults, settings, n_best=n_best, n_best_name=("alternatives", 1)
+    )
     done = await translate_texts(loaded, texts, options, settings, request, "q", single)
     out = [to_translation(text, n_best, False, False) for text in done.texts]
     best = [t.text for t in out]

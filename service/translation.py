@@ -90,8 +90,21 @@ def decode_options(
     n_best: int = 1,
     max_length: int | None = None,
     return_alignment: bool = False,
+    n_best_name: tuple[str, int] = ("n_best", 0),
 ) -> DecodeOptions:
-    """The request's DecodeOptions on top of the model's defaults, checked against NMT_MAX_BEAM."""
+    """The request's DecodeOptions on top of the model's defaults, checked against NMT_MAX_BEAM.
+
+    ``n_best_name``: what the client called n_best, and how its count is offset (LibreTranslate's
+    ``alternatives`` is n_best - 1), so that an error speaks of what the client sent.
+    """
+    if beam_size is None and n_best > settings.max_beam:  # the beam is widened to n_best
+        name, offset = n_best_name
+        raise ApiError(
+            422,
+            "n_best_out_of_range",
+            f"{name} is {n_best - offset}; allowed: {1 - offset} to {settings.max_beam - offset} "
+            "(NMT_MAX_BEAM)",
+        )
     beam = beam_size if beam_size is not None else max(defaults.beam_size, n_best)
     if not 1 <= beam <= settings.max_beam:
         raise ApiError(

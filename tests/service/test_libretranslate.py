@@ -69,7 +69,7 @@ def test_source_auto_when_unambiguous(client: TestClient) -> None:
         ({"q": ["x"] * 65, "source": "en", "target": "de"}, 422, "too_many_texts",
          "q has 65 items; limit is 64 (NMT_MAX_TEXTS)"),
         ({"q": "x", "source": "en", "target": "de", "alternatives": 8}, 422,
-         "beam_size_out_of_range", "NMT_MAX_BEAM"),
+         "n_best_out_of_range", "alternatives is 8; allowed: 0 to 7 (NMT_MAX_BEAM)"),
     ],
 )  # fmt: skip
 def test_errors(client: TestClient, body: dict, status: int, code: str, phrase: str) -> None:  # type: ignore[type-arg]

@@ -9,6 +9,7 @@ is served for the target. Errors keep this service's shape (`{"error": {"code", 
 
 from __future__ import annotations
 
+import codecs
 import json
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -122,10 +123,14 @@ async def read_fields(request: Request) -> dict[str, Any]:
     media = content_type.split(";")[0].strip().lower()
     raw = await read_body(request)
     if media == "application/x-www-form-urlencoded":
-        try:
-            return _collect(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+        charset = _charset(content_type)
+        try:  # strict: a replacement character would hide the error in a 200
+            pairs = parse_qsl(
+                raw.decode(charset), keep_blank_values=True, encoding=charset, errors="strict"
+            )
         except UnicodeDecodeError:
-            raise ApiError(400, "invalid_form", "form body is not valid UTF-8") from None
+            raise ApiError(400, "invalid_form", f"form body is not valid {charset}") from None
+        return _collect(pairs)
     if media == "multipart/form-data":
         return _parse_multipart(content_type, raw)
     try:
@@ -147,9 +152,30 @@ def _parse_multipart(content_type: str, raw: bytes) -> dict[str, Any]:
         name = part.get_param("name", header="content-disposition")
         payload = part.get_payload(decode=True) or b""
         if isinstance(name, str) and isinstance(payload, bytes):
-            charset = part.get_content_charset() or "utf-8"
-            pairs.append((name, payload.decode(charset, "replace")))
+            charset = _known(part.get_content_charset() or "utf-8")
+            try:
+                pairs.append((name, payload.decode(charset)))
+            except UnicodeDecodeError:
+                raise ApiError(
+                    400, "invalid_form", f"field {name!r} is not valid {charset}"
+                ) from None
     return _collect(pairs)
+
+
+def _charset(content_type: str) -> str:
+    """The charset a form body declares (HTML forms send UTF-8 unless told otherwise)."""
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            return _known(value.strip().strip('"') or "utf-8")
+    return "utf-8"
+
+
+def _known(charset: str) -> str:
+    try:
+        return codecs.lookup(charset).name
+    except LookupError:
+        raise ApiError(400, "invalid_form", f"unknown charset {charset!r}; send UTF-8") from None
 
 
 def _collect(pairs: list[tuple[str, str]]) -> dict[str, Any]:

@@ -96,9 +96,43 @@ def test_text_that_is_not_unicode_is_refused(client: TestClient) -> None:
     error = response.json()["error"]
     assert error["code"] == "invalid_text"
     assert "q[1] has a lone surrogate U+D800 at character 2" in error["message"]
-    # undecodable bytes in a form field become U+FFFD instead
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "said"),
+    [
+        (b"q=%ff%fe&source=en&target=de", FORM, "form body is not valid utf-8"),
+        (b"q=caf\xe9&source=en&target=de", FORM, "form body is not valid utf-8"),
+        (
+            b"q=a&source=en&target=de",
+            f"{FORM}; charset=klingon",
+            "unknown charset 'klingon'; send UTF-8",
+        ),
+    ],
+)
+def test_form_bytes_that_are_not_text_are_refused(
+    client: TestClient, content: bytes, content_type: str, said: str
+) -> None:
+    """Not read as U+FFFD: a 200 would hide that the text was never what the client meant."""
+    response = client.post("/translate", content=content, headers={"content-type": content_type})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == {"code": "invalid_form", "message": said}
+
+
+def test_multipart_bytes_that_are_not_text_are_refused(client: TestClient) -> None:
     fields = {"q": (None, b"caf\xe9"), "source": (None, "en"), "target": (None, "de")}
-    assert client.post("/translate", files=fields).json() == {"translatedText": "caf\ufffd"}
+    response = client.post("/translate", files=fields)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["message"] == "field 'q' is not valid utf-8"
+
+
+def test_a_form_in_a_declared_charset_is_read_in_it(client: TestClient) -> None:
+    headers = {"content-type": f"{FORM}; charset=iso-8859-1"}
+    response = client.post("/translate", content=b"q=caf%E9&source=en&target=de", headers=headers)
+    assert response.json() == {"translatedText": "café"}
 
 
 def test_api_key_in_the_body() -> None:

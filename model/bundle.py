@@ -206,8 +206,12 @@ def verify_manifest(path: Path) -> str:
 def load_bundle(path: str | Path) -> Bundle:
     """Load and verify a bundle directory; every failure names the file and the problem."""
     root = Path(path)
-    if not root.is_dir():
+    if not root.exists():
         raise BundleError(root, "model bundle directory does not exist")
+    if not root.is_dir():
+        raise BundleError(
+            root, f"is a file, not a model bundle directory (one holding {CONFIG} and {WEIGHTS})"
+        )
     config_data = _read_json(root / CONFIG)
     _check_version(root / CONFIG, config_data)
     checksum = verify_manifest(root)

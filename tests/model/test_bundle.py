@@ -209,6 +209,18 @@ def test_not_a_bundle_directory(tmp_path: Path) -> None:
         load_bundle(tmp_path)
 
 
+def test_a_file_is_not_a_bundle_directory(tiny_bundle: Path) -> None:
+    """A file given as --model is named as a file, not as a missing directory."""
+    weights = tiny_bundle / "model.safetensors"
+    with pytest.raises(BundleError) as info:
+        load_bundle(weights)
+    assert info.value.file == weights
+    assert str(info.value) == (
+        f"{weights}: is a file, not a model bundle directory "
+        "(one holding config.json and model.safetensors)"
+    )
+
+
 def test_bundle_is_readable_by_other_users(tiny_bundle: Path) -> None:
     """The service may run as another user than the one who exported the bundle."""
     assert tiny_bundle.stat().st_mode & 0o755 == 0o755

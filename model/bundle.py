@@ -75,11 +75,28 @@ class Bundle:
                 f"weights do not fit config.json: missing {sorted(missing)}, "
                 f"unexpected {sorted(unexpected)}",
             )
-        try:
-            model.load_state_dict(self.state_dict, strict=False)
-        except RuntimeError as err:
-            raise BundleError(self.path / WEIGHTS, f"wrong tensor shape: {err}") from err
+        self._check_shapes(model)
+        model.load_state_dict(self.state_dict, strict=False)
         return model
+
+    def _check_shapes(self, model: Seq2Seq) -> None:
+        """One line for all shape mismatches (load_state_dict's error has a line per tensor)."""
+        wanted = model.state_dict()
+        wrong = [
+            n
+            for n in wanted
+            if n in self.state_dict and self.state_dict[n].shape != wanted[n].shape
+        ]
+        if wrong:
+            first = wrong[0]
+            stored, needed = list(self.state_dict[first].shape), list(wanted[first].shape)
+            count = f"{len(wrong)} tensor{'s' if len(wrong) > 1 else ''}"
+            raise BundleError(
+                self.path / WEIGHTS,
+                f"wrong tensor shape in {count}, first {first}: {stored} in the weights, "
+                f"{needed} by {CONFIG}; {CONFIG} and the weights disagree "
+                f"(use the {CONFIG} exported with them)",
+            )
 
 
 def _unique_names(model: torch.nn.Module) -> set[str]:

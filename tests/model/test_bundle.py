@@ -172,6 +172,29 @@ def test_wrong_tensor_shape_is_reported(bundle_copy: Path) -> None:
         Translator.from_dir(bundle_copy)
 
 
+def test_config_that_disagrees_with_the_weights_is_one_line(bundle_copy: Path) -> None:
+    """An edited hidden_size: one line with the first tensor, both shapes and the count."""
+    config = json.loads((bundle_copy / "config.json").read_text())
+    assert config["model"]["hidden_size"] == 16
+    config["model"]["hidden_size"] = 20  # bidirectional encoder: 8 -> 10 per direction
+    (bundle_copy / "config.json").write_text(json.dumps(config))
+    rewrite_manifest(bundle_copy)
+    bundle = load_bundle(bundle_copy)
+    stored, wanted = bundle.state_dict, Seq2Seq(bundle.config).state_dict()
+    n_wrong = sum(n in stored and stored[n].shape != wanted[n].shape for n in wanted)
+    assert n_wrong > 1
+    with pytest.raises(BundleError) as info:
+        bundle.build_model()
+    weights = bundle_copy / "model.safetensors"
+    assert info.value.file == weights
+    # The first LSTM weight holds 4 gates of 8 (stored) or 10 (config.json) units, embedding 8.
+    assert str(info.value) == (
+        f"{weights}: wrong tensor shape in {n_wrong} tensors, first encoder.rnn.weight_ih_l0: "
+        "[32, 8] in the weights, [40, 8] by config.json; config.json and the weights disagree "
+        "(use the config.json exported with them)"
+    )
+
+
 def test_missing_tensor_is_reported(bundle_copy: Path) -> None:
     weights = bundle_copy / "model.safetensors"
     tensors = load_file(str(weights))

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from service.deps import RegistryDep, SettingsDep, check_api_key, read_body
 from service.errors import ApiError
 from service.registry import ModelRegistry
-from service.routes import ERRORS
+from service.routes import ERRORS, answer_head
 from service.schemas import Language, LibreTranslateRequest, LibreTranslateResponse
 from service.translation import check_texts, decode_options, to_translation, translate_texts
 
@@ -188,3 +188,6 @@ def _collect(pairs: list[tuple[str, str]]) -> dict[str, Any]:
         else:
             fields[name] = value
     return fields
+
+
+answer_head(router)

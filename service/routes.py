@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
 from service.deps import (
@@ -133,3 +134,22 @@ async def metrics(state: StateDep) -> Response:
     """Prometheus exposition format."""
     body, content_type = state.metrics.render()
     return Response(body, media_type=content_type)
+
+
+def answer_head(router: APIRouter) -> None:
+    """HEAD on each of ``router``'s GET routes (`curl -I /health`, load balancers' probes), as
+    Starlette's own routes do and FastAPI's do not; uvicorn leaves the body out. Kept out of
+    the docs, where each would repeat its GET."""
+    for route in list(router.routes):
+        if isinstance(route, APIRoute) and "GET" in (route.methods or ()):
+            router.add_api_route(
+                route.path,
+                route.endpoint,
+                methods=["HEAD"],
+                response_model=route.response_model,
+                response_model_exclude_none=route.response_model_exclude_none,
+                include_in_schema=False,
+            )
+
+
+answer_head(router)

@@ -156,6 +156,21 @@ def test_unknown_route_and_wrong_method(client: TestClient) -> None:
     assert_still_serving(client)
 
 
+@pytest.mark.parametrize("path", ["/health", "/ready", "/v1/models", "/languages", "/metrics"])
+def test_head_answers_where_get_does(client: TestClient, path: str) -> None:
+    """`curl -I` and load balancers' probes send HEAD."""
+    got = client.get(path)
+    head = client.head(path)
+    assert head.status_code == got.status_code == 200
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert "HEAD" not in client.get("/openapi.json").text  # kept out of the docs
+
+
+def test_head_is_refused_where_get_is(client: TestClient) -> None:
+    response = client.head("/v1/translate")
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+
+
 def test_api_keys() -> None:
     with TestClient(make_app(FakeTranslator(), api_keys=["s3cret", "other"])) as client:
         body = {"text": "hi"}

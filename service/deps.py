@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -66,13 +67,33 @@ async def get_registry(request: Request) -> ModelRegistry:
     return state.registry
 
 
-async def read_body(request: Request) -> bytes:
-    """The whole body; a client that leaves halfway gets a 499 (logged and counted, read by
-    nobody) instead of a 500 with a traceback."""
+async def read_body(request: Request, settings: Settings) -> bytes:
+    """The whole body, uncompressed as sent.
+
+    A client that leaves halfway gets a 499 (logged and counted, read by nobody) instead of a
+    500 with a traceback; one that stops sending (a Content-Length larger than its body) gets
+    a 408 after NMT_REQUEST_TIMEOUT_S instead of holding its connection open for ever.
+    """
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise ApiError(
+            415,
+            "unsupported_content_encoding",
+            f"Content-Encoding {encoding!r} is not supported; send the body uncompressed",
+        )
+    timeout = settings.request_timeout_s
     try:
-        return await request.body()
+        async with asyncio.timeout(timeout):
+            return await request.body()
     except ClientDisconnect:
         raise ApiError(499, "client_closed_request", "the client left while sending") from None
+    except TimeoutError:
+        raise ApiError(
+            408,
+            "request_timeout",
+            f"the request body did not arrive within {timeout:g} s (NMT_REQUEST_TIMEOUT_S)",
+            {"Connection": "close"},
+        ) from None
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]

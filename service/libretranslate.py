@@ -25,6 +25,7 @@ from service.errors import ApiError
 from service.registry import ModelRegistry
 from service.routes import ERRORS, answer_head
 from service.schemas import Language, LibreTranslateRequest, LibreTranslateResponse
+from service.settings import Settings
 from service.translation import check_texts, decode_options, to_translation, translate_texts
 
 router = APIRouter(tags=["LibreTranslate"])
@@ -60,7 +61,7 @@ async def translate(
 ) -> LibreTranslateResponse:
     """Translate `q` from `source` to `target`, LibreTranslate style."""
     try:
-        body = LibreTranslateRequest.model_validate(await read_fields(request))
+        body = LibreTranslateRequest.model_validate(await read_fields(request, settings))
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
     check_api_key(request, settings, body.api_key)
@@ -117,11 +118,11 @@ def _source(registry: ModelRegistry, source: str, target: str) -> str:
     return sources.pop()
 
 
-async def read_fields(request: Request) -> dict[str, Any]:
+async def read_fields(request: Request, settings: Settings) -> dict[str, Any]:
     """The body's fields, from JSON, url-encoded or multipart form data (as LibreTranslate)."""
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";")[0].strip().lower()
-    raw = await read_body(request)
+    raw = await read_body(request, settings)
     if media == "application/x-www-form-urlencoded":
         charset = _charset(content_type)
         try:  # strict: a replacement character would hide the error in a 200

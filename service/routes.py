@@ -94,7 +94,7 @@ async def translate_lean(request: Request) -> Response:
     settings = await get_settings(request)
     check_api_key(request, settings)
     registry = await get_registry(request)
-    raw = await read_body(request)
+    raw = await read_body(request, settings)
     if not raw.strip():
         raise ApiError(422, "validation_error", f"request body is empty; {SEND_JSON_OBJECT}")
     try:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from service_fakes import FakeTranslator, make_app, metric, serving, wait_until
 
 WORDS = ["dog", "cat", "house", "street", "bicycle", "river", "child", "ball"]
@@ -89,6 +92,47 @@ def test_a_client_leaving_mid_body_is_a_499_not_a_server_error(path: str) -> Non
         assert metric(metrics, "nmt_requests_total", status="500", **route) == 0
 
     asyncio.run(test())
+
+
+@pytest.mark.parametrize("path", ["/v1/translate", "/translate"])
+def test_a_client_that_stops_sending_its_body_gets_a_408(path: str) -> None:
+    """A Content-Length larger than the body sent: not a connection held open for ever."""
+
+    async def test() -> None:
+        app = make_app(FakeTranslator(), request_timeout_s=0.2)
+        async with serving(app) as client:
+            sent: list[dict[str, object]] = []
+            never = asyncio.Event()
+            first = [{"type": "http.request", "body": b'{"text": "half', "more_body": True}]
+
+            async def receive() -> dict[str, object]:
+                if first:
+                    return first.pop(0)
+                await never.wait()
+                return {"type": "http.disconnect"}
+
+            scope = {**SCOPE, "path": path, "raw_path": path.encode()}
+            await asyncio.wait_for(app(scope, receive, _send(sent)), timeout=5)
+            assert sent[0]["status"] == 408
+            assert (b"connection", b"close") in sent[0]["headers"]  # type: ignore[operator]
+            body = json.loads(sent[1]["body"])  # type: ignore[arg-type]
+            assert body["error"]["code"] == "request_timeout"
+            assert "within 0.2 s (NMT_REQUEST_TIMEOUT_S)" in body["error"]["message"]
+            assert await translate(client, "still here") == "still here"
+
+    asyncio.run(test())
+
+
+@pytest.mark.parametrize("path", ["/v1/translate", "/translate"])
+def test_a_compressed_body_is_refused_with_what_to_send(path: str) -> None:
+    body = gzip.compress(b'{"text": "x", "q": "x", "source": "en", "target": "de"}')
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    with TestClient(make_app(FakeTranslator())) as client:
+        response = client.post(path, content=body, headers=headers)
+        assert response.status_code == 415, response.text
+        error = response.json()["error"]
+        assert error["code"] == "unsupported_content_encoding"
+        assert "'gzip' is not supported; send the body uncompressed" in error["message"]
 
 
 SCOPE = {

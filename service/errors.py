@@ -10,6 +10,8 @@ input is 4xx; 500 is kept for bugs, logged with their traceback and answered wit
 | schema violation (types, ranges, ...)   | 422     | validation_error               |
 | ApiError (limits, unknown model, auth)  | its own | its own                        |
 | body larger than any valid request      | 413     | body_too_large (body_limit.py) |
+| body compressed (Content-Encoding)      | 415     | unsupported_content_encoding   |
+| body not all sent within the timeout    | 408     | request_timeout                |
 | a text with a lone surrogate            | 422     | invalid_text                   |
 | more sentences than the queue can hold  | 422     | too_many_sentences             |
 | model.InputTooLong                      | 422     | input_too_long                 |

@@ -6,6 +6,7 @@ set; discovery (/v1/models, /languages) and operations (/health, /ready, /metric
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -25,7 +26,7 @@ from service.deps import (
     read_body,
     require_api_key,
 )
-from service.errors import SEND_JSON_OBJECT, ApiError, error_response
+from service.errors import SEND_JSON_OBJECT, ApiError, describe_validation, error_response
 from service.registry import model_info
 from service.schemas import (
     ErrorBody,
@@ -100,9 +101,34 @@ async def translate_lean(request: Request) -> Response:
     try:
         body = TranslateRequest.model_validate_json(raw)
     except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False)) from None
+        body = _read_refused_json(raw, exc, request)
     result = await translate(body, request, registry, settings)
     return Response(result.model_dump_json(exclude_none=True), media_type="application/json")
+
+
+def _read_refused_json(raw: bytes, refused: ValidationError, request: Request) -> TranslateRequest:
+    """A second look at a body pydantic's JSON parser refused, for a clearer error.
+
+    Python's json reads a lone surrogate escape (``"\\ud800"``), which pydantic's parser
+    refuses with a message about hex escapes; read that way, the texts' own check names the
+    text and the character. A body that is not JSON at all and was sent as something else
+    (curl -d without -H sends a form's content type) is told what to send.
+    """
+    errors = refused.errors(include_url=False)
+    if not any(err["type"] == "json_invalid" for err in errors):
+        raise RequestValidationError(errors)
+    try:
+        data = json.loads(raw)
+    except ValueError:  # not JSON for Python either (UnicodeDecodeError is a ValueError)
+        status, code, message = describe_validation(errors)
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media and media != "application/json":
+            message += f"; the body was sent as {media}: {SEND_JSON_OBJECT}"
+        raise ApiError(status, code, message) from None
+    try:
+        return TranslateRequest.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
 
 
 @router.get("/v1/models", response_model=ModelList, responses=ERRORS, tags=["models"])

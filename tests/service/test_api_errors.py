@@ -44,7 +44,12 @@ def assert_still_serving(client: TestClient) -> None:
 
 BAD_BODIES: list[tuple[str, Any, int, str, list[str]]] = [
     ("malformed JSON", b'{"text": "hi"', 400, "invalid_json", ["not valid JSON"]),
-    ("lone surrogate", b'{"text": "a \\ud800 b"}', 400, "invalid_json", ["not valid JSON"]),
+    ("lone surrogate", b'{"text": "a \\ud800 b"}', 422, "invalid_text",
+     ["text has a lone surrogate U+D800 at character 2"]),
+    ("lone trailing surrogate", b'{"texts": ["ok", "\\udc00"]}', 422, "invalid_text",
+     ["texts[1] has a lone surrogate U+DC00 at character 0"]),
+    ("surrogate and a wrong type", b'{"text": "\\ud800", "beam_size": "x"}', 422,
+     "validation_error", ["beam_size"]),
     ("not an object", [1, 2], 422, "validation_error", ["request body", "got list"]),
     ("text not a string", {"text": 5}, 422, "validation_error", ["text: ", "got int"]),
     ("texts item type", {"texts": ["a", 2]}, 422, "validation_error", ["texts[1]", "got int"]),
@@ -115,7 +120,14 @@ def test_body_is_read_as_json_whatever_the_content_type(client: TestClient) -> N
     assert response.status_code == 200, response.text
     assert response.json()["translations"][0]["text"] == "no header"
     fields = client.post("/v1/translate", content=b"text=hello", headers=form)
-    assert_error(fields, 400, "invalid_json", "not valid JSON", "line 1 column")
+    assert_error(
+        fields,
+        400,
+        "invalid_json",
+        "not valid JSON",
+        "line 1 column",
+        "sent as application/x-www-form-urlencoded: send a JSON object",
+    )
     empty = client.post("/v1/translate", content=b" ")
     assert_error(empty, 422, "validation_error", "body is empty", "JSON object")
     assert_still_serving(client)

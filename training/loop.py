@@ -23,7 +23,7 @@ from training.batching import BatchIterator, collate, example_lengths
 from training.config import TrainConfig, config_to_dict, save_resolved
 from training.monitor import MetricsLog, StopSignal
 from training.optim import LRSchedule, build_optimizer
-from training.prepare import PreparedData, prepare
+from training.prepare import PreparedData, check_run_dir, prepare
 from training.step import StepStats, train_step, validate
 
 log = logging.getLogger(__name__)
@@ -109,10 +109,11 @@ def start_run(cfg: TrainConfig, resume: bool) -> Run:
     """Join the process group, prepare the data and build the model, optimizer, schedule and
     batches, restored from the run's last checkpoint when ``resume``."""
     device = resolve_device(cfg.loop.device, "loop.device")
+    run_dir = Path(cfg.run_dir)
+    check_run_dir(run_dir)
     info = distributed.init(device.type)
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
-    run_dir = Path(cfg.run_dir)
     resume_from = checkpoint.latest(run_dir / "checkpoints")
     if resume_from is not None and not resume:
         raise ValueError(

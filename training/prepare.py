@@ -9,7 +9,7 @@ from pathlib import Path
 from model import Tokenizer
 from training.batching import Example, encode_pairs
 from training.clean import clean_pairs
-from training.config import TrainConfig
+from training.config import ConfigError, TrainConfig
 from training.corpus import Pair, read_pairs
 from training.spm import train_sentencepiece
 
@@ -22,6 +22,19 @@ class PreparedData:
     train: list[Example]
     valid_pairs: list[Pair]
     valid: list[Example]
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Fail, before anything is written, where ``run_dir`` or a folder above it is a file:
+    creating it would fail with a bare ``[Errno 17] File exists``."""
+    for path in (run_dir, *run_dir.parents):
+        if path.is_dir():
+            return
+        if path.exists():
+            where = f"run_dir {run_dir}" if path == run_dir else f"run_dir {run_dir}: {path}"
+            raise ConfigError(
+                f"{where} is a file; run_dir must be a directory, or a path that does not exist yet"
+            )
 
 
 def spm_files(run_dir: Path, joint: bool) -> list[Path]:

@@ -97,3 +97,23 @@ def test_train_on_cuda_without_cuda_says_so_before_writing_anything(
 
     assert "device 'cuda' requested but CUDA is not available (loop.device)" in caplog.text
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_train_with_a_run_dir_that_is_a_file_says_so(
+    below: str,
+    make_raw: Callable[..., dict[str, Any]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A file as run_dir (or as its parent) was a bare ``[Errno 17] File exists``."""
+    config = write_yaml(make_raw(), tmp_path / "ok.yaml")
+    blocker = tmp_path / "f"
+    blocker.write_text("not a directory\n")
+    run_dir = blocker / below if below else blocker
+
+    assert nmt(["train", str(config), "--set", f"run_dir={run_dir}"]) == 2
+
+    assert f"run_dir {run_dir}" in caplog.text
+    assert f"{blocker} is a file; run_dir must be a directory" in caplog.text
+    assert blocker.read_text() == "not a directory\n"

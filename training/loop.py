@@ -23,7 +23,7 @@ from training.batching import BatchIterator, collate, example_lengths
 from training.config import TrainConfig, config_to_dict, save_resolved
 from training.monitor import MetricsLog, StopSignal
 from training.optim import LRSchedule, build_optimizer
-from training.prepare import PreparedData, check_run_dir, prepare
+from training.prepare import PreparedData, check_data_files, check_run_dir, prepare
 from training.step import StepStats, train_step, validate
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ def start_run(cfg: TrainConfig, resume: bool) -> Run:
     device = resolve_device(cfg.loop.device, "loop.device")
     run_dir = Path(cfg.run_dir)
     check_run_dir(run_dir)
+    check_data_files(cfg.data)
     info = distributed.init(device.type)
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank)

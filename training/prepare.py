@@ -9,7 +9,7 @@ from pathlib import Path
 from model import Tokenizer
 from training.batching import Example, encode_pairs
 from training.clean import clean_pairs
-from training.config import ConfigError, TrainConfig
+from training.config import PATH_FIELDS, ConfigError, DataConfig, TrainConfig
 from training.corpus import Pair, read_pairs
 from training.spm import train_sentencepiece
 
@@ -35,6 +35,23 @@ def check_run_dir(run_dir: Path) -> None:
             raise ConfigError(
                 f"{where} is a file; run_dir must be a directory, or a path that does not exist yet"
             )
+
+
+def check_data_files(data: DataConfig) -> None:
+    """Fail, before anything is written, where a configured corpus file cannot be opened: the
+    test set is read only by ``nmt export``, so a missing one failed after the whole run."""
+    for key in PATH_FIELDS:
+        path = getattr(data, key)
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as err:
+            raise ConfigError(
+                f"data.{key}: cannot read {path} ({err.strerror or err}); every data file "
+                "in the config must exist and be readable before training starts"
+            ) from err
 
 
 def spm_files(run_dir: Path, joint: bool) -> list[Path]:

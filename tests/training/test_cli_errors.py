@@ -117,3 +117,44 @@ def test_train_with_a_run_dir_that_is_a_file_says_so(
     assert f"run_dir {run_dir}" in caplog.text
     assert f"{blocker} is a file; run_dir must be a directory" in caplog.text
     assert blocker.read_text() == "not a directory\n"
+
+
+@pytest.mark.parametrize("key", ["test_src", "valid_tgt"])
+def test_train_with_a_missing_data_file_fails_before_writing_anything(
+    key: str,
+    make_raw: Callable[..., dict[str, Any]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A missing test file trained every step and failed only at export."""
+    raw = make_raw()
+    missing = tmp_path / "missing.txt"
+    raw["data"][key] = str(missing)
+    config = write_yaml(raw, tmp_path / "run.yaml")
+
+    assert nmt(["train", str(config)]) == 2
+
+    assert f"data.{key}: cannot read {missing} (No such file or directory)" in caplog.text
+    assert not (tmp_path / "run").exists()
+
+
+def test_export_reports_a_test_file_gone_since_training_once(
+    make_raw: Callable[..., dict[str, Any]],
+    copy_data: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for f in copy_data.iterdir():
+        (data / f.name).write_bytes(f.read_bytes())
+    raw = make_raw(loop={"max_steps": 2})
+    raw["data"] |= {k: str(data / Path(v).name) for k, v in raw["data"].items() if "_" in k and v}
+    assert nmt(["train", str(write_yaml(raw, tmp_path / "run.yaml"))]) == 0
+    (data / "test.src").unlink()
+    caplog.clear()
+
+    assert nmt(["export", str(tmp_path / "run"), "--out", str(tmp_path / "bundle")]) == 2
+
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [f"{data / 'test.src'}: cannot read (No such file or directory)"]

@@ -19,6 +19,10 @@ import torch
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that a run cannot resume from."""
+
+
 def rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {
         "python": random.getstate(),

@@ -89,10 +89,9 @@ class Run:
         )
         checkpoint.prune(self.ckpt_dir, self.cfg.loop.keep_last)
 
-    def restore(self, path: Path) -> None:
-        """Continue from the checkpoint at ``path``: weights, optimizer, schedule, batch
-        position, loss scale, every RNG and the counters."""
-        saved = checkpoint.load(path)
+    def restore(self, path: Path, saved: dict[str, Any]) -> None:
+        """Continue from ``saved``, the checkpoint read from ``path``: weights, optimizer,
+        schedule, batch position, loss scale, every RNG and the counters."""
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.schedule.load_state_dict(saved["schedule"])
@@ -115,11 +114,7 @@ def start_run(cfg: TrainConfig, resume: bool) -> Run:
     info = distributed.init(device.type)
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
-    resume_from = checkpoint.latest(run_dir / "checkpoints")
-    if resume_from is not None and not resume:
-        raise ValueError(
-            f"{run_dir} already has checkpoints: pass --resume, or choose another run_dir"
-        )
+    resume_from = checkpoint_to_resume(cfg, resume)
     data = prepare_on_ranks(cfg, info, run_dir)
     torch.manual_seed(cfg.seed)
     vocab = (data.tokenizer.src_vocab_size, data.tokenizer.tgt_vocab_size)
@@ -155,8 +150,39 @@ def start_run(cfg: TrainConfig, resume: bool) -> Run:
         resumed=False,
     )
     if resume_from is not None:
-        run.restore(resume_from)
+        run.restore(*resume_from)
     return run
+
+
+def checkpoint_to_resume(cfg: TrainConfig, resume: bool) -> tuple[Path, dict[str, Any]] | None:
+    """The run's newest checkpoint and its contents, read and checked against ``cfg`` before
+    anything is written; None for a run without checkpoints."""
+    run_dir = Path(cfg.run_dir)
+    newest = checkpoint.latest(run_dir / "checkpoints")
+    if newest is None:
+        return None
+    if not resume:
+        raise ValueError(
+            f"{run_dir} already has checkpoints: pass --resume, or choose another run_dir"
+        )
+    saved = checkpoint.load(newest)
+    check_same_model(saved["train_config"]["model"], config_to_dict(cfg)["model"], newest)
+    return newest, saved
+
+
+def check_same_model(saved: dict[str, Any], config: dict[str, Any], path: Path) -> None:
+    """Refuse to resume with another architecture: its weights would not fit, and torch says so
+    in a page of state_dict size mismatches. Dropout has no weights, so it may change."""
+    differ = [
+        f"model.{key}: checkpoint {saved.get(key)}, config {value}"
+        for key, value in config.items()
+        if key != "dropout" and saved.get(key) != value
+    ]
+    if differ:
+        raise checkpoint.CheckpointError(
+            f"cannot resume from {path}: {'; '.join(differ)}; resume needs the model config "
+            "the checkpoint was trained with (dropout may change), or start another run_dir"
+        )
 
 
 def prepare_on_ranks(cfg: TrainConfig, info: distributed.DistInfo, run_dir: Path) -> PreparedData:

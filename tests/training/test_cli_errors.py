@@ -158,3 +158,23 @@ def test_export_reports_a_test_file_gone_since_training_once(
 
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert errors == [f"{data / 'test.src'}: cannot read (No such file or directory)"]
+
+
+def test_resume_with_another_architecture_names_the_fields_and_changes_nothing(
+    make_raw: Callable[..., dict[str, Any]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A different hidden size was a 44-line traceback of state_dict size mismatches."""
+    config = write_yaml(make_raw(loop={"max_steps": 2}), tmp_path / "run.yaml")
+    assert nmt(["train", str(config)]) == 0
+    run = tmp_path / "run"
+    before = {p.name: p.read_bytes() for p in [*run.glob("*.yaml"), *run.glob("checkpoints/*")]}
+
+    changed = ["--set", "model.hidden_size=32", "--set", "model.attention=dot"]
+    assert nmt(["train", str(config), "--resume", *changed]) == 2
+
+    assert "model.hidden_size: checkpoint 16, config 32" in caplog.text
+    assert "model.attention: checkpoint general, config dot" in caplog.text
+    assert "resume needs the model config the checkpoint was trained with" in caplog.text
+    after = {p.name: p.read_bytes() for p in [*run.glob("*.yaml"), *run.glob("checkpoints/*")]}
+    assert after == before
+    assert nmt(["train", str(config), "--resume", "--set", "loop.max_steps=3"]) == 0

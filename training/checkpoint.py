@@ -7,14 +7,17 @@ so a crash mid-write never leaves a truncated checkpoint behind.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 
@@ -66,8 +69,20 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 def load(path: Path) -> dict[str, Any]:
-    """Load a checkpoint this project wrote (it holds RNG states, so it is unpickled)."""
-    data: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    """Load a checkpoint this project wrote (it holds RNG states, so it is unpickled).
+
+    Raises:
+        CheckpointError: the file is damaged (cut short, overwritten) or not a checkpoint.
+    """
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # a damaged file fails in the zip reader, the unpickler or the OS
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is damaged or not a checkpoint ({reason})") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is not a checkpoint (it holds a {type(data).__name__})")
     return data
 
 
@@ -86,9 +101,51 @@ def prune(ckpt_dir: Path, keep_last: int) -> None:
 
 
 def latest(ckpt_dir: Path) -> Path | None:
-    """The checkpoint to resume from: the newest step checkpoint (every save writes one)."""
+    """The newest step checkpoint (every save writes one), damaged or not."""
     steps = step_checkpoints(ckpt_dir)
     return steps[-1] if steps else None
+
+
+class Intact(NamedTuple):
+    """The newest step checkpoint that loads, its contents, and the newer ones that did not."""
+
+    path: Path
+    saved: dict[str, Any]
+    damaged: list[Path]
+
+
+def newest_intact(ckpt_dir: Path) -> Intact | None:
+    """The checkpoint to resume from: the newest step checkpoint that loads, so that a damaged
+    file (a disk error, a copy cut short) costs the steps since the one before, not the run.
+
+    Raises:
+        CheckpointError: there are step checkpoints, but none of them loads.
+    """
+    damaged: list[tuple[Path, CheckpointError]] = []
+    for path in reversed(step_checkpoints(ckpt_dir)):
+        try:
+            saved = load(path)
+        except CheckpointError as err:
+            damaged.append((path, err))
+            continue
+        for _, why in damaged:
+            log.warning("%s; resuming from the older %s", why, path.name)
+        return Intact(path, saved, [bad for bad, _ in damaged])
+    if not damaged:
+        return None
+    older = ", ".join(bad.name for bad, _ in damaged[1:])
+    also = f", and so {'is' if len(damaged) == 2 else 'are'} {older}" if older else ""
+    raise CheckpointError(
+        f"{damaged[0][1]}{also}; no intact checkpoint in {ckpt_dir} to resume from"
+    )
+
+
+def set_aside(paths: list[Path]) -> None:
+    """Rename damaged checkpoints to ``*.damaged``: as ``step_N.pt`` they would count among the
+    newest, and pruning would delete the good checkpoints written after them."""
+    for path in paths:
+        path.rename(path.with_name(path.name + ".damaged"))
+        log.warning("renamed the damaged %s to %s.damaged", path, path.name)
 
 
 def average_weights(paths: list[Path]) -> dict[str, torch.Tensor]:

@@ -150,24 +150,28 @@ def start_run(cfg: TrainConfig, resume: bool) -> Run:
         resumed=False,
     )
     if resume_from is not None:
-        run.restore(*resume_from)
+        if info.is_main:  # after prepare's barrier: every rank has read the checkpoints by now
+            checkpoint.set_aside(resume_from.damaged)
+        run.restore(resume_from.path, resume_from.saved)
     return run
 
 
-def checkpoint_to_resume(cfg: TrainConfig, resume: bool) -> tuple[Path, dict[str, Any]] | None:
-    """The run's newest checkpoint and its contents, read and checked against ``cfg`` before
-    anything is written; None for a run without checkpoints."""
-    run_dir = Path(cfg.run_dir)
-    newest = checkpoint.latest(run_dir / "checkpoints")
-    if newest is None:
-        return None
+def checkpoint_to_resume(cfg: TrainConfig, resume: bool) -> checkpoint.Intact | None:
+    """The run's newest intact checkpoint and its contents, read and checked against ``cfg``
+    before anything is written; None for a run without checkpoints."""
+    ckpt_dir = Path(cfg.run_dir) / "checkpoints"
     if not resume:
-        raise ValueError(
-            f"{run_dir} already has checkpoints: pass --resume, or choose another run_dir"
+        if checkpoint.latest(ckpt_dir) is not None:
+            raise ValueError(
+                f"{cfg.run_dir} already has checkpoints: pass --resume, or choose another run_dir"
+            )
+        return None
+    found = checkpoint.newest_intact(ckpt_dir)
+    if found is not None:
+        check_same_model(
+            found.saved["train_config"]["model"], config_to_dict(cfg)["model"], found.path
         )
-    saved = checkpoint.load(newest)
-    check_same_model(saved["train_config"]["model"], config_to_dict(cfg)["model"], newest)
-    return newest, saved
+    return found
 
 
 def check_same_model(saved: dict[str, Any], config: dict[str, Any], path: Path) -> None:

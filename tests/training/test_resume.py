@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import signal
 import subprocess
 import time
@@ -216,3 +217,54 @@ def test_early_stopping_stops_after_patience_validations_without_gain_and_stays_
     assert all(r["bleu"] <= state["best_bleu"] for r in valid)
     train(cfg, resume=True)
     assert final_checkpoint(cfg)["state"]["step"] == state["step"]
+
+
+def damage(path: Path, how: str) -> None:
+    """Cut ``path`` to half its size, or overwrite it with text."""
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        path.write_text("garbage\n")
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage"])
+def test_resume_skips_a_damaged_newest_checkpoint_and_sets_it_aside(
+    how: str,
+    make_raw: Callable[..., dict[str, Any]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A damaged step_10.pt was a traceback; the run resumes from step_5.pt instead. The damaged
+    file is renamed, or pruning (keep_last=1) would keep it and delete the new step_8.pt."""
+    loop = {"max_steps": 10, "save_every": 5, "keep_last": 2}
+    config = write_yaml(make_raw(loop=loop), tmp_path / "run.yaml")
+    assert nmt(["train", str(config)]) == 0
+    ckpt_dir = tmp_path / "run" / "checkpoints"
+    damage(ckpt_dir / "step_10.pt", how)
+
+    shorter = ["--set", "loop.max_steps=8", "--set", "loop.keep_last=1"]
+    assert nmt(["train", str(config), "--resume", *shorter]) == 0
+
+    assert f"{ckpt_dir / 'step_10.pt'} is damaged or not a checkpoint" in caplog.text
+    assert "resuming from the older step_5.pt" in caplog.text
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["step_10.pt.damaged", "step_8.pt"]
+    assert checkpoint.load(ckpt_dir / "step_8.pt")["state"]["step"] == 8
+
+
+def test_resume_without_an_intact_checkpoint_is_one_line_and_changes_nothing(
+    make_raw: Callable[..., dict[str, Any]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = write_yaml(make_raw(loop={"max_steps": 10, "save_every": 5}), tmp_path / "run.yaml")
+    assert nmt(["train", str(config)]) == 0
+    ckpt_dir = tmp_path / "run" / "checkpoints"
+    damage(ckpt_dir / "step_10.pt", "truncated")
+    damage(ckpt_dir / "step_5.pt", "garbage")
+    before = {p.name: p.read_bytes() for p in ckpt_dir.iterdir()}
+    caplog.clear()
+
+    assert nmt(["train", str(config), "--resume"]) == 2
+
+    [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert line.startswith(f"{ckpt_dir / 'step_10.pt'} is damaged or not a checkpoint")
+    assert line.endswith(f"and so is step_5.pt; no intact checkpoint in {ckpt_dir} to resume from")
+    assert {p.name: p.read_bytes() for p in ckpt_dir.iterdir()} == before

@@ -58,6 +58,7 @@ train-tiny: setup $(TINY_DATA)
 MULTI30K := ../shared/data/multi30k
 default-model: setup
 	rm -rf runs/student && mkdir -p runs/distill
+	$(BIN)/nmt data multi30k --dest data/multi30k --from $(MULTI30K)
 	zcat $(MULTI30K)/train.en.gz > runs/distill/train.en
 	$(BIN)/nmt translate --model models/en-de-multi30k-large --beam 5 --quantize none \
 		--batch-tokens 8192 -i runs/distill/train.en -o runs/distill/train.de

@@ -195,12 +195,12 @@ def test_example_configs_load_and_set_every_key(name: str) -> None:
     assert leaf_keys(yaml.safe_load(path.read_text())) == leaf_keys(config_to_dict(cfg))
 
 
-def test_multi30k_config_points_at_shared_data_and_comments_every_key() -> None:
+def test_multi30k_config_reads_the_download_commands_folder_and_comments_every_key() -> None:
     path = REPO / "configs" / "multi30k_en_de.yaml"
     cfg = load_config(path)
-    shared = os.path.normpath(REPO / ".." / "shared" / "data" / "multi30k")
-    assert cfg.data.train_src == f"{shared}/train.en.gz"
-    assert cfg.data.test_tgt == f"{shared}/test_2016_flickr.de.gz"
+    downloaded = os.path.normpath(REPO / "data" / "multi30k")  # nmt data multi30k --dest
+    assert cfg.data.train_src == f"{downloaded}/train.en.gz"
+    assert cfg.data.test_tgt == f"{downloaded}/test_2016_flickr.de.gz"
     assert (cfg.tokenizer.model_type, cfg.tokenizer.vocab_size) == ("unigram", 8000)
     assert (cfg.model.hidden_size, cfg.model.attention, cfg.eval.beam_size) == (512, "general", 5)
     lines = path.read_text().splitlines()

@@ -26,7 +26,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 type: setup
-	$(BIN)/mypy model service
+	$(BIN)/mypy model service training
 
 # The README's test command: lint, types, the fast unit suite, then the slow end-to-end tests.
 test: lint type

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-Subparsers = argparse._SubParsersAction  # noqa: SLF001 - argparse has no public name for it
+if TYPE_CHECKING:  # subscriptable for type checkers only
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]  # noqa: SLF001
 
 
 def run_data(args: argparse.Namespace) -> int:

@@ -86,7 +86,7 @@ def train_step(
             with autocast(device, cfg.loop.amp):
                 loss, nll = losses(model, batch, cfg.optim.label_smoothing)
             scaled = loss * (info.world_size / total_tokens)  # DDP averages over ranks
-            (scaler.scale(scaled) if scaler else scaled).backward()
+            (scaler.scale(scaled) if scaler else scaled).backward()  # type: ignore[no-untyped-call]
         loss_sum, nll_sum = loss_sum + float(loss.detach()), nll_sum + float(nll)
     if scaler:
         scaler.unscale_(optimizer)

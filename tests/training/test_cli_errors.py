@@ -15,6 +15,14 @@ from model.cli import main as nmt
 from training import download
 
 
+def writable_copy(corpus: Path, dest: Path) -> Path:
+    """The shared test corpus copied to ``dest``, for a test that damages or removes a file."""
+    dest.mkdir()
+    for f in corpus.iterdir():
+        (dest / f.name).write_bytes(f.read_bytes())
+    return dest
+
+
 def test_train_with_a_mistyped_key_names_its_path_and_a_suggestion(
     make_raw: Callable[..., dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -44,10 +52,7 @@ def test_train_reports_corpus_errors_with_file_and_line(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    for f in copy_data.iterdir():
-        (data / f.name).write_bytes(f.read_bytes())
+    data = writable_copy(copy_data, tmp_path / "data")
     if damage == "short_target":
         lines = (data / "train.tgt").read_text().splitlines(keepends=True)
         (data / "train.tgt").write_text("".join(lines[:-1]))
@@ -144,10 +149,7 @@ def test_export_reports_a_test_file_gone_since_training_once(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    for f in copy_data.iterdir():
-        (data / f.name).write_bytes(f.read_bytes())
+    data = writable_copy(copy_data, tmp_path / "data")
     raw = make_raw(loop={"max_steps": 2})
     raw["data"] |= {k: str(data / Path(v).name) for k, v in raw["data"].items() if "_" in k and v}
     assert nmt(["train", str(write_yaml(raw, tmp_path / "run.yaml"))]) == 0

@@ -94,7 +94,8 @@ def run_translate(args: argparse.Namespace) -> int:
     options = DecodeOptions(beam_size=args.beam, n_best=args.n_best)
     # undecodable bytes become U+FFFD, so a bad line is translated as best it can be, in place
     if args.input is None and isinstance(sys.stdin, io.TextIOWrapper):
-        sys.stdin.reconfigure(encoding="utf-8", errors="replace")
+        sys.stdin.reconfigure(encoding="utf-8", errors="replace", newline="\n")
+    unreadable: list[Exception] = []
     with contextlib.ExitStack() as opened:  # closes the files it opened, never stdin/stdout
         source = opened.enter_context(open_text(args.input)) if args.input else sys.stdin
         sink = opened.enter_context(open_text(args.output, "w")) if args.output else sys.stdout
@@ -102,30 +103,53 @@ def run_translate(args: argparse.Namespace) -> int:
             tqdm(unit="sent", disable=args.input is None, file=sys.stderr)
         )
         try:
-            for chunk in _chunks(iter(source), 1024):
+            for chunk in _chunks(_readable_lines(source, unreadable), 1024):
                 for n, result in enumerate(translator.translate(chunk, options)):
                     if result.error is not None:
                         log.warning("line %d: %s", progress.n + n + 1, result.error)
                     sink.write("\t".join(c.text for c in result.candidates) + "\n")
                 progress.update(len(chunk))
-        except (EOFError, zlib.error, gzip.BadGzipFile) as err:  # the lines before it are out
-            done = f"{progress.n} lines translated before it"
-            raise ValueError(f"{args.input}: not valid gzip data ({err}); {done}") from err
-        sink.flush()
+            sink.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as err:  # reading errors stop _readable_lines, so this is the output
+            where = args.output or "stdout"
+            raise ValueError(f"cannot write {where}: {err.strerror or err}") from err
+    if unreadable:
+        raise ValueError(
+            f"{args.input}: unreadable after line {progress.n} ({unreadable[0]}); "
+            "the lines before it are translated"
+        )
     return 0
 
 
-def open_text(path: Path, mode: str = "r") -> IO[str]:
+def _readable_lines(source: IO[str], errors: list[Exception]) -> Iterator[str]:
+    """``source``'s lines up to the first that cannot be read (a gzip cut short), which goes
+    into ``errors``: the lines before it are still translated."""
+    try:
+        yield from source
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        errors.append(err)
+
+
+@contextlib.contextmanager
+def open_text(path: Path, mode: str = "r") -> Iterator[IO[str]]:
     """``path`` as UTF-8 text, gzipped where it is (read: by its magic bytes; write: a ``.gz``
-    name), as the corpora are; a gzipped file read as text would translate its bytes."""
+    name), as the corpora are: a gzipped file read as text would translate its bytes. The file
+    is opened once, so a pipe (``-i /dev/stdin``, ``<(...)``) loses nothing to the check."""
     if mode == "r":
-        with path.open("rb") as head:
-            zipped = head.read(2) == b"\x1f\x8b"
+        raw: IO[bytes] = path.open("rb")
+        zipped = cast(io.BufferedReader, raw).peek(2)[:2] == b"\x1f\x8b"
     else:
+        raw = path.open("wb")
         zipped = path.suffix == ".gz"
-    if zipped:
-        return cast(IO[str], gzip.open(path, mode + "t", encoding="utf-8", errors="replace"))
-    return path.open(mode, encoding="utf-8", errors="replace")
+    with raw:
+        binary = cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode=mode + "b")) if zipped else raw
+        # newline="\n": a line ends at "\n" only, as for wc -l and paste; a lone "\r" inside a
+        # line stays in it, and a CRLF line's "\r" comes back as trailing whitespace.
+        newline = "\n" if mode == "r" else None
+        with io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline=newline) as text:
+            yield text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # a clear one-line error for expected failures
         from model.errors import ModelError
 
-        if isinstance(err, ModelError | OSError | ValueError):  # OSError: unreadable files
+        unreadable = FileNotFoundError | IsADirectoryError | NotADirectoryError | PermissionError
+        if isinstance(err, ModelError | ValueError | unreadable):
             log.error("%s", err)
             return 2
         raise

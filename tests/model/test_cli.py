@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,13 +85,53 @@ def test_gzipped_files_are_read_and_written_as_text(tiny_bundle: Path, tmp_path:
     assert len(got.splitlines()) == len(LINES)
 
 
-def test_a_truncated_gzip_input_is_one_clear_error(
+def test_a_truncated_gzip_input_translates_what_it_can_then_says_so(
     tiny_bundle: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    src = tmp_path / "in.gz"
-    src.write_bytes(gzip.compress(("ba be ki\n" * 2000).encode())[:-20])
-    assert main(["translate", "--model", str(tiny_bundle), "-i", str(src)]) == 2
-    assert "not valid gzip data" in caplog.text and str(src) in caplog.text
+    src, out = tmp_path / "in.gz", tmp_path / "out.txt"
+    src.write_bytes(gzip.compress(("ba be ki\n" * 3000).encode())[:-20])
+    readable = 0
+    with gzip.open(src, "rt") as lines, contextlib.suppress(EOFError):
+        for _ in lines:
+            readable += 1
+    assert 1024 < readable < 3000  # a partial chunk is left when it breaks off
+    assert main(["translate", "--model", str(tiny_bundle), "-i", str(src), "-o", str(out)]) == 2
+    assert len(out.read_text(encoding="utf-8").splitlines()) == readable
+    assert f"{src}: unreadable after line {readable}" in caplog.text
+    assert "the lines before it are translated" in caplog.text
+
+
+def test_a_pipe_is_read_once_and_whole(tiny_bundle: Path, tmp_path: Path) -> None:
+    """The gzip check must not eat the start of a pipe (``-i /dev/stdin``, ``-i <(...)``)."""
+    fifo, out = tmp_path / "in.fifo", tmp_path / "out.txt"
+    os.mkfifo(fifo)
+    text = "\n".join(LINES * 400) + "\n"  # more than one read buffer
+    writer = threading.Thread(target=fifo.write_text, args=(text,), kwargs={"encoding": "utf-8"})
+    writer.start()
+    assert main(["translate", "--model", str(tiny_bundle), "-i", str(fifo), "-o", str(out)]) == 0
+    writer.join()
+    assert len(out.read_text(encoding="utf-8").splitlines()) == len(LINES) * 400
+
+
+def test_lines_end_at_newline_only(tiny_bundle: Path, tmp_path: Path) -> None:
+    """As wc -l and paste count them: a lone CR stays inside its line, CRLF comes back."""
+    src, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_bytes(b"ba be\rki\nku\r\nsa le\n")
+    assert main(["translate", "--model", str(tiny_bundle), "-i", str(src), "-o", str(out)]) == 0
+    got = out.read_bytes().split(b"\n")
+    assert len(got) == 4 and got[-1] == b""
+    assert got[1].endswith(b"\r") and not got[2].endswith(b"\r")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_an_output_that_cannot_be_written_is_one_clear_error(
+    tiny_bundle: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("ku\n" * 3000, encoding="utf-8")
+    argv = ["translate", "--model", str(tiny_bundle), "-i", str(src), "-o", "/dev/full"]
+    assert main(argv) == 2
+    assert "cannot write /dev/full: No space left on device" in caplog.text
 
 
 def test_an_input_that_is_a_directory_is_one_clear_error(

@@ -107,24 +107,30 @@ async def translate_lean(request: Request) -> Response:
 
 
 def _read_refused_json(raw: bytes, refused: ValidationError, request: Request) -> TranslateRequest:
-    """A second look at a body pydantic's JSON parser refused, for a clearer error.
-
-    Python's json reads a lone surrogate escape (``"\\ud800"``), which pydantic's parser
-    refuses with a message about hex escapes; read that way, the texts' own check names the
-    text and the character. A body that is not JSON at all and was sent as something else
-    (curl -d without -H sends a form's content type) is told what to send.
-    """
+    """The request behind a body pydantic's JSON parser refused, or the clearest error for it."""
     errors = refused.errors(include_url=False)
     if not any(err["type"] == "json_invalid" for err in errors):
         raise RequestValidationError(errors)
+    if b"\\u" in raw:  # a lone surrogate can only come from an escape
+        body = _with_lone_surrogates(raw)
+        if body is not None:
+            return body
+    status, code, message = describe_validation(errors)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media and media != "application/json":  # curl -d without -H sends a form's type
+        message += f"; the body was sent as {media}: {SEND_JSON_OBJECT}"
+    raise ApiError(status, code, message)
+
+
+def _with_lone_surrogates(raw: bytes) -> TranslateRequest | None:
+    """The request, where the body is JSON but for a lone surrogate escape (``"\\ud800"``),
+    which pydantic's parser refuses with a message about hex escapes: read by Python's json,
+    which keeps it, the texts' own check then names the text and the character. None where
+    Python's json refuses the body too (strict UTF-8, no encoding guessed, no deep nesting)."""
     try:
-        data = json.loads(raw)
-    except ValueError:  # not JSON for Python either (UnicodeDecodeError is a ValueError)
-        status, code, message = describe_validation(errors)
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media and media != "application/json":
-            message += f"; the body was sent as {media}: {SEND_JSON_OBJECT}"
-        raise ApiError(status, code, message) from None
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
+        return None
     try:
         return TranslateRequest.model_validate(data)
     except ValidationError as exc:

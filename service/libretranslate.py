@@ -173,10 +173,15 @@ def _charset(content_type: str) -> str:
 
 
 def _known(charset: str) -> str:
+    """``charset``'s codec name, where it is a text encoding (not base64, hex or rot13,
+    which Python's codecs also know)."""
     try:
-        return codecs.lookup(charset).name
+        codec = codecs.lookup(charset)
     except LookupError:
-        raise ApiError(400, "invalid_form", f"unknown charset {charset!r}; send UTF-8") from None
+        codec = None
+    if codec is None or not getattr(codec, "_is_text_encoding", True):
+        raise ApiError(400, "invalid_form", f"unknown charset {charset!r}; send UTF-8")
+    return codec.name
 
 
 def _collect(pairs: list[tuple[str, str]]) -> dict[str, Any]:

@@ -111,6 +111,16 @@ FORM = "application/x-www-form-urlencoded"
             f"{FORM}; charset=klingon",
             "unknown charset 'klingon'; send UTF-8",
         ),
+        (
+            b"q=a&source=en&target=de",
+            f"{FORM}; charset=base64",
+            "unknown charset 'base64'; send UTF-8",
+        ),
+        (
+            b"q=a&source=en&target=de",
+            f"{FORM}; charset=rot13",
+            "unknown charset 'rot13'; send UTF-8",
+        ),
     ],
 )
 def test_form_bytes_that_are_not_text_are_refused(
@@ -127,6 +137,15 @@ def test_multipart_bytes_that_are_not_text_are_refused(client: TestClient) -> No
     response = client.post("/translate", files=fields)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["message"] == "field 'q' is not valid utf-8"
+    boundary = "b0undary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="q"\r\n'
+        f"Content-Type: text/plain; charset=hex\r\n\r\n6869\r\n--{boundary}--\r\n"
+    ).encode()
+    headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+    response = client.post("/translate", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["message"] == "unknown charset 'hex'; send UTF-8"
 
 
 def test_a_form_in_a_declared_charset_is_read_in_it(client: TestClient) -> None:

@@ -20,6 +20,9 @@ import torch
 log = logging.getLogger(__name__)
 
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+# What export reads (best.pt holds no more), and what a resume reads besides.
+EXPORT_KEYS = frozenset({"model", "model_config"})
+RESUME_KEYS = EXPORT_KEYS | {"train_config", "optimizer", "schedule", "state", "batches", "rng"}
 
 
 class CheckpointError(ValueError):
@@ -68,21 +71,24 @@ def atomic_save(obj: Any, path: Path) -> None:
         os.close(dir_fd)
 
 
-def load(path: Path) -> dict[str, Any]:
-    """Load a checkpoint this project wrote (it holds RNG states, so it is unpickled).
+def load(path: Path, needs: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Load a checkpoint this project wrote (it holds RNG states, so it is unpickled), holding
+    at least the keys ``needs``.
 
     Raises:
         CheckpointError: the file is damaged (cut short, overwritten) or not a checkpoint.
     """
     try:
         data = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise
+    except (FileNotFoundError, PermissionError, IsADirectoryError, MemoryError):
+        raise  # not the file's fault: setting it aside would lose a good checkpoint
     except Exception as err:  # a damaged file fails in the zip reader, the unpickler or the OS
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path} is damaged or not a checkpoint ({reason})") from err
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} is not a checkpoint (it holds a {type(data).__name__})")
+    if not isinstance(data, dict) or not data.keys() >= needs:
+        raise CheckpointError(
+            f"{path} is not a checkpoint of this project (it needs {sorted(needs)})"
+        )
     return data
 
 
@@ -124,7 +130,7 @@ def newest_intact(ckpt_dir: Path) -> Intact | None:
     damaged: list[tuple[Path, CheckpointError]] = []
     for path in reversed(step_checkpoints(ckpt_dir)):
         try:
-            saved = load(path)
+            saved = load(path, RESUME_KEYS)
         except CheckpointError as err:
             damaged.append((path, err))
             continue
@@ -144,15 +150,19 @@ def set_aside(paths: list[Path]) -> None:
     """Rename damaged checkpoints to ``*.damaged``: as ``step_N.pt`` they would count among the
     newest, and pruning would delete the good checkpoints written after them."""
     for path in paths:
-        path.rename(path.with_name(path.name + ".damaged"))
-        log.warning("renamed the damaged %s to %s.damaged", path, path.name)
+        aside = path.with_name(path.name + ".damaged")
+        n = 1
+        while aside.exists():  # an earlier damaged copy of the same step is kept too
+            aside, n = path.with_name(f"{path.name}.damaged.{n}"), n + 1
+        path.rename(aside)
+        log.warning("renamed the damaged %s to %s", path, aside.name)
 
 
 def average_weights(paths: list[Path]) -> dict[str, torch.Tensor]:
     """Element-wise mean of the model weights of several checkpoints."""
     total: dict[str, torch.Tensor] = {}
     for path in paths:
-        weights = load(path)["model"]
+        weights = load(path, EXPORT_KEYS)["model"]
         for name, tensor in weights.items():
             total[name] = total.get(name, 0) + tensor.float()
     return {name: tensor / len(paths) for name, tensor in total.items()}

@@ -29,13 +29,13 @@ def pick_weights(
     """(weights, saved checkpoint, description): the checkpoint ``name`` if given, else the
     mean of the last N step checkpoints, else the best one."""
     if name:
-        saved = checkpoint.load(ckpt_dir / name)
+        saved = checkpoint.load(ckpt_dir / name, checkpoint.EXPORT_KEYS)
         return saved["model"], saved, name
     if average_last:
         paths = checkpoint.step_checkpoints(ckpt_dir)[-average_last:]
         if not paths:
             raise FileNotFoundError(f"no step checkpoints in {ckpt_dir}")
-        saved = checkpoint.load(paths[-1])
+        saved = checkpoint.load(paths[-1], checkpoint.EXPORT_KEYS)
         return (
             checkpoint.average_weights(paths),
             saved,
@@ -46,7 +46,7 @@ def pick_weights(
         path = checkpoint.latest(ckpt_dir) or path
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint in {ckpt_dir}; train first")
-    saved = checkpoint.load(path)
+    saved = checkpoint.load(path, checkpoint.EXPORT_KEYS)
     return saved["model"], saved, path.name
 
 

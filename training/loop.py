@@ -168,24 +168,32 @@ def checkpoint_to_resume(cfg: TrainConfig, resume: bool) -> checkpoint.Intact | 
         return None
     found = checkpoint.newest_intact(ckpt_dir)
     if found is not None:
-        check_same_model(
-            found.saved["train_config"]["model"], config_to_dict(cfg)["model"], found.path
-        )
+        check_same_model(found.saved["train_config"], config_to_dict(cfg), found.path)
     return found
 
 
+# What may change on resume: dropout has no weights. The tokenizer section counts as the model's:
+# another vocabulary would be trained into the run and the weights would not fit it.
+RESUMABLE_CHANGES = {("model", "dropout")}
+
+
 def check_same_model(saved: dict[str, Any], config: dict[str, Any], path: Path) -> None:
-    """Refuse to resume with another architecture: its weights would not fit, and torch says so
-    in a page of state_dict size mismatches. Dropout has no weights, so it may change."""
+    """Refuse to resume with another architecture or tokenizer, before anything is written:
+    torch would say so in a page of state_dict size mismatches, after prepare had rewritten
+    the run's config. A key the checkpoint predates is not compared."""
     differ = [
-        f"model.{key}: checkpoint {saved.get(key)}, config {value}"
-        for key, value in config.items()
-        if key != "dropout" and saved.get(key) != value
+        f"{section}.{key}: checkpoint {saved[section][key]}, config {value}"
+        for section in ("tokenizer", "model")
+        for key, value in config[section].items()
+        if (section, key) not in RESUMABLE_CHANGES
+        and key in saved.get(section, {})
+        and saved[section][key] != value
     ]
     if differ:
         raise checkpoint.CheckpointError(
-            f"cannot resume from {path}: {'; '.join(differ)}; resume needs the model config "
-            "the checkpoint was trained with (dropout may change), or start another run_dir"
+            f"cannot resume from {path}: {'; '.join(differ)}; resume needs the model and "
+            "tokenizer config the checkpoint was trained with (dropout may change), or start "
+            "another run_dir"
         )
 
 

@@ -176,7 +176,7 @@ def test_resume_with_another_architecture_names_the_fields_and_changes_nothing(
 
     assert "model.hidden_size: checkpoint 16, config 32" in caplog.text
     assert "model.attention: checkpoint general, config dot" in caplog.text
-    assert "resume needs the model config the checkpoint was trained with" in caplog.text
+    assert "resume needs the model and tokenizer config the checkpoint was" in caplog.text
     after = {p.name: p.read_bytes() for p in [*run.glob("*.yaml"), *run.glob("checkpoints/*")]}
     assert after == before
     assert nmt(["train", str(config), "--resume", "--set", "loop.max_steps=3"]) == 0

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 from run_helpers import nmt_command, subprocess_env, write_yaml
 
 from model.cli import main as nmt
@@ -220,14 +221,16 @@ def test_early_stopping_stops_after_patience_validations_without_gain_and_stays_
 
 
 def damage(path: Path, how: str) -> None:
-    """Cut ``path`` to half its size, or overwrite it with text."""
+    """Cut ``path`` to half its size, overwrite it with text, or with a dict of other keys."""
     if how == "truncated":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "foreign":
+        torch.save({"weights": torch.ones(2)}, path)
     else:
         path.write_text("garbage\n")
 
 
-@pytest.mark.parametrize("how", ["truncated", "garbage"])
+@pytest.mark.parametrize("how", ["truncated", "garbage", "foreign"])
 def test_resume_skips_a_damaged_newest_checkpoint_and_sets_it_aside(
     how: str,
     make_raw: Callable[..., dict[str, Any]],
@@ -245,7 +248,7 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_sets_it_aside(
     shorter = ["--set", "loop.max_steps=8", "--set", "loop.keep_last=1"]
     assert nmt(["train", str(config), "--resume", *shorter]) == 0
 
-    assert f"{ckpt_dir / 'step_10.pt'} is damaged or not a checkpoint" in caplog.text
+    assert f"{ckpt_dir / 'step_10.pt'} is " in caplog.text and "not a checkpoint" in caplog.text
     assert "resuming from the older step_5.pt" in caplog.text
     assert sorted(p.name for p in ckpt_dir.iterdir()) == ["step_10.pt.damaged", "step_8.pt"]
     assert checkpoint.load(ckpt_dir / "step_8.pt")["state"]["step"] == 8
@@ -268,3 +271,49 @@ def test_resume_without_an_intact_checkpoint_is_one_line_and_changes_nothing(
     assert line.startswith(f"{ckpt_dir / 'step_10.pt'} is damaged or not a checkpoint")
     assert line.endswith(f"and so is step_5.pt; no intact checkpoint in {ckpt_dir} to resume from")
     assert {p.name: p.read_bytes() for p in ckpt_dir.iterdir()} == before
+
+
+def test_a_checkpoint_that_cannot_be_read_now_is_not_set_aside(
+    make_raw: Callable[..., dict[str, Any]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Permission denied is not the file's fault: renaming it would lose a good checkpoint."""
+    config = write_yaml(make_raw(loop={"max_steps": 10, "save_every": 5}), tmp_path / "run.yaml")
+    assert nmt(["train", str(config)]) == 0
+    ckpt_dir = tmp_path / "run" / "checkpoints"
+    real_load = torch.load
+
+    def refuse_the_newest(f: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(f).name == "step_10.pt":
+            raise PermissionError(13, "Permission denied", str(f))
+        return real_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", refuse_the_newest)
+    assert nmt(["train", str(config), "--resume"]) == 2
+    assert "Permission denied" in caplog.text
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["step_10.pt", "step_5.pt"]
+
+
+def test_setting_aside_keeps_an_earlier_damaged_copy(tmp_path: Path) -> None:
+    (tmp_path / "step_4.pt.damaged").write_text("first\n")
+    (tmp_path / "step_4.pt").write_text("second\n")
+    checkpoint.set_aside([tmp_path / "step_4.pt"])
+    assert (tmp_path / "step_4.pt.damaged").read_text() == "first\n"
+    assert (tmp_path / "step_4.pt.damaged.1").read_text() == "second\n"
+
+
+def test_resume_with_another_tokenizer_is_refused_before_anything_is_written(
+    make_raw: Callable[..., dict[str, Any]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another vocabulary would be trained into the run, and the weights would not fit it."""
+    config = write_yaml(make_raw(loop={"max_steps": 2}), tmp_path / "run.yaml")
+    assert nmt(["train", str(config)]) == 0
+    run = tmp_path / "run"
+    before = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    vocab = yaml.safe_load((run / "config.yaml").read_text())["tokenizer"]["vocab_size"]
+    bigger = ["--set", f"tokenizer.vocab_size={vocab + 8}"]
+    assert nmt(["train", str(config), "--resume", *bigger]) == 2
+    assert f"tokenizer.vocab_size: checkpoint {vocab}, config {vocab + 8}" in caplog.text
+    assert {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

@@ -180,6 +180,9 @@ def answer_head(router: APIRouter) -> None:
                 methods=["HEAD"],
                 response_model=route.response_model,
                 response_model_exclude_none=route.response_model_exclude_none,
+                status_code=route.status_code,
+                response_class=route.response_class,
+                dependencies=route.dependencies,  # a guard on the GET guards its HEAD
                 include_in_schema=False,
             )
 

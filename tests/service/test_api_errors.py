@@ -11,10 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from fastapi.testclient import TestClient
 from service_fakes import FakeTranslator, make_app
 
 from model import DeviceError
+from service.routes import answer_head
 
 
 @pytest.fixture
@@ -180,7 +182,8 @@ def test_head_answers_where_get_does(client: TestClient, path: str) -> None:
     head = client.head(path)
     assert head.status_code == got.status_code == 200
     assert head.headers["content-type"] == got.headers["content-type"]
-    assert "HEAD" not in client.get("/openapi.json").text  # kept out of the docs
+    documented = client.get("/openapi.json").json()["paths"][path]
+    assert "get" in documented and "head" not in documented  # kept out of the docs
 
 
 def test_head_is_refused_where_get_is(client: TestClient) -> None:
@@ -274,3 +277,23 @@ def wait_for(condition: Any, timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.002)
+
+
+def test_head_keeps_the_guard_of_its_get() -> None:
+    """A route guarded by a dependency must not answer HEAD without it."""
+
+    def refuse() -> None:
+        raise HTTPException(401, "no key")
+
+    router = APIRouter()
+
+    @router.get("/guarded", dependencies=[Depends(refuse)])
+    async def guarded() -> dict[str, str]:
+        return {"secret": "x"}
+
+    answer_head(router)
+    app = FastAPI()
+    app.include_router(router)
+    with TestClient(app) as client:
+        assert client.get("/guarded").status_code == 401
+        assert client.head("/guarded").status_code == 401

@@ -95,5 +95,6 @@ def serve(settings: Settings) -> None:
         workers=1,  # see the module docstring
         log_level=settings.log_level,
         access_log=False,  # the app writes its own (service/metrics.py)
-        timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
+        # a request in flight may take the timeout to send its body, then again to translate
+        timeout_graceful_shutdown=int(2 * settings.request_timeout_s) + 5,
     )

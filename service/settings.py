@@ -70,7 +70,13 @@ class Settings(BaseSettings):
     max_texts: int = Field(default=64, ge=1)
     max_beam: int = Field(default=8, ge=1)
     max_input_tokens: int = Field(default=256, ge=1, description="per sentence, incl. </s>")
-    request_timeout_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    request_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="how long a request's body may take to arrive (408), then its "
+        "translation (504)",
+    )
 
     # HTTP
     api_keys: CommaList = Field(default_factory=list, description="empty: no authentication")
@@ -108,5 +114,6 @@ class Settings(BaseSettings):
 
 def _problem(error: Any, overrides: dict[str, Any]) -> str:
     field = str(error["loc"][0]) if error["loc"] else ""
-    where = f"--{field.replace('_', '-')}" if field in overrides else f"NMT_{field.upper()}"
+    flag = "--model" if field == "models" else f"--{field.replace('_', '-')}"  # as nmt serve
+    where = flag if field in overrides else f"NMT_{field.upper()}"
     return f"{where}={error['input']!r}: {error['msg']}"

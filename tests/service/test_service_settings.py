@@ -62,6 +62,7 @@ def test_bad_environment_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
             {"port": -1},
             "; --port=-1: Input should be greater than or equal to 0",
         ),
+        ({}, {"models": []}, "--model=[]: List should have at least 1 item"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_its_variable_or_flag(

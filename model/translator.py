@@ -30,16 +30,16 @@ from model.tokenizer import PAD_ID
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Candidate:
     """One translation of one input."""
 
     text: str
     score: float  # length-normalized log-probability (see DecodeOptions.length_penalty)
     token_ids: tuple[int, ...]  # target ids, EOS left out
-    # The pieces and attention label each other, so both come only with return_attention:
-    # spelling out every piece costs a server's batch of 32 about 0.15 ms for nothing.
-    tokens: tuple[str, ...] = ()  # target pieces
+    # The pieces and attention label each other, so both come only with return_attention
+    # (None otherwise): spelling out every piece costs a server's batch of 32 about 0.15 ms.
+    tokens: tuple[str, ...] | None = None  # target pieces
     attention: list[list[float]] | None = None  # (target pieces, source pieces incl. EOS)
 
 
@@ -48,7 +48,7 @@ class Result:
     """The translations of one input, best first, or the error that stopped it."""
 
     candidates: tuple[Candidate, ...]
-    source_tokens: tuple[str, ...] = ()  # source pieces incl. EOS, with return_attention only
+    source_tokens: tuple[str, ...] | None = None  # pieces incl. EOS, with return_attention
     error: ModelError | None = None
 
     @property
@@ -240,7 +240,7 @@ class Translator(ModelView):
         parts = [split_whitespace(t) for t in texts]
         with_text = [i for i, (_, core, _) in enumerate(parts) if core]
         for i in set(range(len(texts))).difference(with_text):
-            results[i] = Result((Candidate("", 0.0, ()),))
+            results[i] = Result((Candidate(text="", score=0.0, token_ids=()),))
         if source_ids is None:
             encoded = self.tokenizer.encode_sources([parts[i][1] for i in with_text])
         else:
@@ -362,17 +362,17 @@ class Translator(ModelView):
         with_pieces: bool,
     ) -> Result:
         tokenizer = self.tokenizer
-        source_tokens = tuple(tokenizer.source_pieces(ids)) if with_pieces else ()
+        source_tokens = tuple(tokenizer.source_pieces(ids)) if with_pieces else None
         if isinstance(hyps, ModelError):
             return Result((), source_tokens, error=hyps)
         lead, _, trail = whitespace
         candidates = tuple(
             Candidate(
-                lead + tokenizer.decode_target(h.token_ids) + trail,
-                h.score,
-                tuple(h.token_ids),
-                tuple(tokenizer.target_pieces(h.token_ids)) if with_pieces else (),
-                h.attention,
+                text=lead + tokenizer.decode_target(h.token_ids) + trail,
+                score=h.score,
+                token_ids=tuple(h.token_ids),
+                tokens=tuple(tokenizer.target_pieces(h.token_ids)) if with_pieces else None,
+                attention=h.attention,
             )
             for h in hyps
         )

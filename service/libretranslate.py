@@ -26,7 +26,13 @@ from service.registry import ModelRegistry
 from service.routes import ERRORS, answer_head
 from service.schemas import Language, LibreTranslateRequest, LibreTranslateResponse
 from service.settings import Settings
-from service.translation import check_texts, decode_options, to_translation, translate_texts
+from service.translation import (
+    ALTERNATIVES,
+    check_texts,
+    decode_options,
+    to_translation,
+    translate_texts,
+)
 
 router = APIRouter(tags=["LibreTranslate"])
 
@@ -75,10 +81,8 @@ async def translate(
     texts = [body.q] if isinstance(body.q, str) else body.q
     check_texts(texts, "q", single, settings)
     loaded = registry.resolve(None, _source(registry, body.source, body.target), body.target)
-    n_best = body.alternatives + 1
-    options = decode_options(
-        loaded.defaults, settings, n_best=n_best, n_best_name=("alternatives", 1)
-    )
+    n_best = body.alternatives + ALTERNATIVES.extra
+    options = decode_options(loaded.defaults, settings, n_best=n_best, asked_as=ALTERNATIVES)
     done = await translate_texts(loaded, texts, options, settings, request, "q", single)
     out = [to_translation(text, n_best, False, False) for text in done.texts]
     best = [t.text for t in out]

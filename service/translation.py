@@ -16,7 +16,7 @@ import functools
 import math
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from fastapi import Request
 
@@ -82,6 +82,18 @@ def _check_unicode(text: str, name: str) -> None:
         ) from None
 
 
+class CandidateCount(NamedTuple):
+    """A request field that asks for ``n_best`` candidates: ``n_best`` itself, or
+    LibreTranslate's ``alternatives``, which counts the ones beyond the best."""
+
+    name: str
+    extra: int  # n_best = the field's value + extra
+
+
+N_BEST = CandidateCount("n_best", 0)
+ALTERNATIVES = CandidateCount("alternatives", 1)
+
+
 def decode_options(
     defaults: DecodeOptions,
     settings: Settings,
@@ -90,20 +102,19 @@ def decode_options(
     n_best: int = 1,
     max_length: int | None = None,
     return_alignment: bool = False,
-    n_best_name: tuple[str, int] = ("n_best", 0),
+    asked_as: CandidateCount | None = None,
 ) -> DecodeOptions:
     """The request's DecodeOptions on top of the model's defaults, checked against NMT_MAX_BEAM.
 
-    ``n_best_name``: what the client called n_best, and how its count is offset (LibreTranslate's
-    ``alternatives`` is n_best - 1), so that an error speaks of what the client sent.
+    ``asked_as``: how the client asked for ``n_best``, so that an error speaks of what it sent.
     """
     if beam_size is None and n_best > settings.max_beam:  # the beam is widened to n_best
-        name, offset = n_best_name
+        field = asked_as or N_BEST
+        allowed = f"{1 - field.extra} to {settings.max_beam - field.extra}"
         raise ApiError(
             422,
             "n_best_out_of_range",
-            f"{name} is {n_best - offset}; allowed: {1 - offset} to {settings.max_beam - offset} "
-            "(NMT_MAX_BEAM)",
+            f"{field.name} is {n_best - field.extra}; allowed: {allowed} (NMT_MAX_BEAM)",
         )
     beam = beam_size if beam_size is not None else max(defaults.beam_size, n_best)
     if not 1 <= beam <= settings.max_beam:
@@ -277,8 +288,8 @@ def to_translation(
             SentenceAlignment(
                 source=source,
                 translation=r.text,
-                source_tokens=list(r.source_tokens),
-                target_tokens=list(r.candidates[0].tokens),
+                source_tokens=list(r.source_tokens or ()),
+                target_tokens=list(r.candidates[0].tokens or ()),
                 weights=r.candidates[0].attention or [],
             )
             for source, r in zip(parts.sentences, results, strict=True)

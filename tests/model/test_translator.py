@@ -79,7 +79,9 @@ def test_batches_respect_the_token_budget_per_hypothesis(translator: Translator,
 def test_empty_input_gives_empty_output(translator: Translator) -> None:
     results = translator.translate(["", "ku", ""], BEAM)
     assert [r.text for r in results] == ["", translator.translate(["ku"], BEAM)[0].text, ""]
-    assert results[0].error is None and results[0].candidates == (Candidate("", 0.0, ()),)
+    assert results[0].error is None and results[0].candidates == (
+        Candidate(text="", score=0.0, token_ids=()),
+    )
     assert translator.translate([], GREEDY) == []
 
 
@@ -251,10 +253,10 @@ def test_pieces_are_spelled_out_only_with_attention(
     plain = translator.translate(TEXTS, options)
     labelled = translator.translate(TEXTS, with_attention)
     for a, b in zip(plain, labelled, strict=True):
-        assert a.source_tokens == () and b.source_tokens[-1] == "</s>"
+        assert a.source_tokens is None and b.source_tokens and b.source_tokens[-1] == "</s>"
         assert [c.token_ids for c in a.candidates] == [c.token_ids for c in b.candidates]
-        assert all(c.tokens == () and c.attention is None for c in a.candidates)
-        assert all(len(c.tokens) == len(c.token_ids) > 0 for c in b.candidates)
+        assert all(c.tokens is None and c.attention is None for c in a.candidates)
+        assert all(c.tokens and len(c.tokens) == len(c.token_ids) > 0 for c in b.candidates)
 
 
 def test_int8_translator_quantizes_and_translates(tiny_bundle: Path) -> None:

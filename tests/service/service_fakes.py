@@ -95,8 +95,11 @@ class FakeTranslator:
             attention = None
             if with_pieces:
                 attention = [[1 / len(source)] * len(source) for _ in range(len(words) + 1)]
+            tokens = words if with_pieces else None
             candidates.append(
-                Candidate(out, -0.5 - k, ids, words if with_pieces else (), attention)
+                Candidate(
+                    text=out, score=-0.5 - k, token_ids=ids, tokens=tokens, attention=attention
+                )
             )
         return Result(candidates=tuple(candidates), source_tokens=source_tokens)
 

@@ -67,13 +67,8 @@ async def get_registry(request: Request) -> ModelRegistry:
     return state.registry
 
 
-async def read_body(request: Request, settings: Settings) -> bytes:
-    """The whole body, uncompressed as sent.
-
-    A client that leaves halfway gets a 499 (logged and counted, read by nobody) instead of a
-    500 with a traceback; one that stops sending (a Content-Length larger than its body) gets
-    a 408 after NMT_REQUEST_TIMEOUT_S instead of holding its connection open for ever.
-    """
+def refuse_compressed(request: Request) -> None:
+    """A compressed body would read as broken JSON or UTF-8; say what to send instead."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding != "identity":
         raise ApiError(
@@ -81,6 +76,16 @@ async def read_body(request: Request, settings: Settings) -> bytes:
             "unsupported_content_encoding",
             f"Content-Encoding {encoding!r} is not supported; send the body uncompressed",
         )
+
+
+async def read_body(request: Request, settings: Settings) -> bytes:
+    """The whole body, within NMT_REQUEST_TIMEOUT_S.
+
+    A client that leaves halfway gets a 499 (logged and counted, read by nobody) instead of a
+    500 with a traceback; one that stops sending (a Content-Length larger than its body) gets
+    a 408 instead of holding its connection open for ever.
+    """
+    refuse_compressed(request)
     timeout = settings.request_timeout_s
     try:
         async with asyncio.timeout(timeout):

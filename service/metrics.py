@@ -144,6 +144,16 @@ class ModelMetrics:
         self._tgt_tokens.inc(produced)
 
 
+def route_label(scope: Scope) -> str:
+    """The route's template, never the raw path, so the label's values stay bounded. The app's
+    routes carry their template; Starlette's own (the docs) match fixed paths, and say so by
+    the endpoint they set."""
+    route = scope.get("route")
+    if route is not None:
+        return str(route.path)
+    return str(scope["path"]) if "endpoint" in scope else "unmatched"
+
+
 class MetricsMiddleware:
     """Pure ASGI middleware counting requests and timing them by route template, and writing
     the access log: one line per request with its status and milliseconds.
@@ -178,7 +188,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_and_record)
         finally:
             elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", "unmatched")  # bounded label values
+            route = route_label(scope)
             requests, latency = self._children_for(route, scope["method"], status)
             requests.inc()
             latency.observe(elapsed)

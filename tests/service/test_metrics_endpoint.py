@@ -36,6 +36,18 @@ def test_metrics_after_some_traffic(client: TestClient) -> None:
     assert metric(text, "nmt_ready") == 1
 
 
+def test_docs_are_counted_by_their_route_and_unknown_paths_as_one(client: TestClient) -> None:
+    client.get("/docs")
+    client.get("/openapi.json")
+    for n in range(5):
+        client.get(f"/nowhere/{n}")
+    text = client.get("/metrics").text
+    assert metric(text, "nmt_requests_total", route="/docs", status="200") == 1
+    assert metric(text, "nmt_requests_total", route="/openapi.json", status="200") == 1
+    assert metric(text, "nmt_requests_total", route="unmatched", status="404") == 5
+    assert "/nowhere" not in text  # raw paths never become label values
+
+
 def test_each_app_has_its_own_registry() -> None:
     with TestClient(make_app(FakeTranslator())) as one, TestClient(make_app()) as two:
         one.post("/v1/translate", json={"text": "x"})

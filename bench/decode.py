@@ -273,7 +273,7 @@ def mean_scored(
     unions, widths = [], []
     for batch in batches:
         src = torch.nn.utils.rnn.pad_sequence([torch.tensor(ids) for _, ids in batch], True)
-        ids, columns = translator.shortlist.candidates(src)
+        ids, columns, _ = translator.shortlist.candidates(src)
         unions.append(ids.numel())
         widths += [columns.size(1)] * len(batch)
     return statistics.mean(unions), statistics.mean(widths)

@@ -142,4 +142,5 @@ def source_side(enc: EncoderOutput) -> SourceSide:
         ~enc.mask.unsqueeze(1),
         None if vocab is None else vocab.columns,
         None if vocab is None else vocab.sentence_ids,
+        None if vocab is None else vocab.foreign,
     )

@@ -46,6 +46,7 @@ class SourceSide(NamedTuple):
     padding: Tensor  # (B, 1, S) True at padding
     columns: Tensor | None  # (B, C) with a shortlist: each sentence's positions in its union
     sentence_ids: Tensor | None  # (B, C) the target ids of those positions
+    foreign: Tensor | None  # (B, C) padding columns, scored -inf (``BatchCandidates.foreign``)
 
 
 class SearchRules(NamedTuple):
@@ -75,13 +76,14 @@ def search_rules(options: DecodeOptions, space: SpaceRule | None) -> SearchRules
 
 def select_sentences(source: SourceSide, live: Tensor) -> SourceSide:
     """The rows ``live`` of every per-sentence tensor (``EncoderOutput.select``)."""
-    columns, sentence_ids = source.columns, source.sentence_ids
+    columns, sentence_ids, foreign = source.columns, source.sentence_ids, source.foreign
     return SourceSide(
         source.keys.index_select(0, live),
         source.memory.index_select(0, live),
         source.padding.index_select(0, live),
         None if columns is None else columns.index_select(0, live),
         None if sentence_ids is None else sentence_ids.index_select(0, live),
+        None if foreign is None else foreign.index_select(0, live),
     )
 
 
@@ -126,7 +128,11 @@ def decoder_step(
     logits = torch.ops.quantized.linear_dynamic(vec, output, True)
     if columns is not None:
         union = logits.view(batch, beam, -1)
-        logits = union.gather(2, columns.unsqueeze(1).expand(-1, beam, -1)).view(rows, -1)
+        mine = union.gather(2, columns.unsqueeze(1).expand(-1, beam, -1))
+        foreign = source.foreign
+        if foreign is not None:
+            mine = mine.masked_fill(foreign.unsqueeze(1), float("-inf"))
+        logits = mine.view(rows, -1)
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     log_probs = ban_after_space(log_probs, ids, sentence_ids, rules.space_id, rules.after_space)
     return log_probs, next_hs, next_cs

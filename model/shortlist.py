@@ -8,7 +8,9 @@ source tokens the target tokens that co-occur with it most strongly in the train
 
 A batch computes the output layer once for the union of its sentences' candidates (one
 matmul), then each sentence keeps only its own columns of it: the softmax and top-k of a
-sentence run over its ~200 candidates instead of the batch's thousands.
+sentence run over its ~200 candidates instead of the batch's thousands. Rows are padded to one
+width with other sentences' columns, which score -inf: a sentence translates the same in any
+batch.
 
 Strength is the Dice coefficient over sentence pairs, 2 c(s, t) / (c(s) + c(t)), which favours
 translations over tokens that are merely frequent everywhere (those are in the frequent list).
@@ -27,7 +29,7 @@ from torch import Tensor, nn
 
 from model import step_kernels
 from model.step_kernels import PackedLinear
-from model.tokenizer import EOS_ID
+from model.tokenizer import EOS_ID, PAD_ID
 
 SPECIAL_IDS = EOS_ID + 1  # ids 0..EOS_ID (pad, unk, bos, eos) are always scored
 
@@ -49,19 +51,25 @@ class Shortlist:
         src = src_ids.cpu().numpy()
         batch = src.shape[0]
         frequent, by_source = self._tables
-        per_source = by_source[src].reshape(batch, -1)  # (B, S*k), -1: none
+        per_source = by_source[src]  # (B, S, k), -1: none
+        per_source[src == PAD_ID] = -1  # padding brings nothing: only a batch-mate makes it
+        per_source = per_source.reshape(batch, -1)  # (B, S*k)
         mine = np.zeros((batch, self._target_vocab), dtype=bool)  # (B, V)
         mine[:, frequent] = True
         # -1 becomes id 0 (PAD), which is frequent (a special id) anyway.
         np.put_along_axis(mine, np.maximum(per_source, 0), True, axis=1)
         ids = np.flatnonzero(mine.any(axis=0))  # (U,) the union, ascending
         mine = mine[:, ids]  # (B, U)
-        width = int(mine.sum(axis=1).max())
+        own = mine.sum(axis=1)  # (B,)
+        width = int(own.max())
         # A sentence's own columns first, ascending; the rest of the union pads to ``width``.
         own_first = np.argsort(~mine, axis=1, kind="stable")[:, :width]
         device = src_ids.device
+        foreign = None
+        if own.min() < width:  # some row is padded (never in a batch of one)
+            foreign = torch.from_numpy(np.arange(width) >= own[:, None]).to(device)
         return BatchCandidates(
-            torch.from_numpy(ids).to(device), torch.from_numpy(own_first).to(device)
+            torch.from_numpy(ids).to(device), torch.from_numpy(own_first).to(device), foreign
         )
 
     @cached_property
@@ -93,13 +101,15 @@ class BatchCandidates(NamedTuple):
     """The target ids a batch scores: their union, and which of them each sentence keeps.
 
     Every row of ``columns`` lists its sentence's own candidates in ascending order, then other
-    ids of the union, so that all rows have one width C. Ascending order with every special id
-    present puts special id i at position i of every row, so search can keep comparing
-    positions with EOS_ID.
+    ids of the union, so that all rows have one width C; ``foreign`` marks those, which search
+    scores -inf (scored, they would let a sentence's batch-mates change its translation).
+    Ascending order with every special id present puts special id i at position i of every
+    row, so search can keep comparing positions with EOS_ID.
     """
 
     ids: Tensor  # (U,) ascending target ids, the union over the batch
     columns: Tensor  # (B, C) positions in ``ids``
+    foreign: Tensor | None  # (B, C) True where a row is padded; None: no row is
 
 
 def int8_rows(weight: Tensor, bias: Tensor | None, ids: Tensor) -> PackedLinear:
@@ -121,6 +131,7 @@ class OutputVocabulary(NamedTuple):
 
     columns: Tensor  # (B, C) each sentence's positions in the union (``BatchCandidates.ids``)
     sentence_ids: Tensor  # (B, C) the target ids of those positions
+    foreign: Tensor | None  # (B, C) padding columns, scored -inf (``BatchCandidates.foreign``)
     weight: Tensor | None  # (U, O) float rows of the union, or None when ``packed`` has them
     bias: Tensor | None  # (U,), or None as ``weight``
     packed: Any = None  # int8 rows prepacked for torch.ops.quantized.linear_dynamic
@@ -135,13 +146,15 @@ class OutputVocabulary(NamedTuple):
         batch, width = self.columns.shape
         rows = union.view(batch, -1, union.size(-1))  # (B, K, U)
         mine = rows.gather(2, self.columns.unsqueeze(1).expand(-1, rows.size(1), -1))
+        if self.foreign is not None:
+            mine = mine.masked_fill(self.foreign.unsqueeze(1), float("-inf"))
         return mine.view(-1, width)
 
     @classmethod
     def int8(cls, candidates: BatchCandidates, packed: PackedLinear) -> OutputVocabulary:
         """A batch's shortlist whose output rows ``packed`` came from ``int8_rows``."""
-        ids, columns = candidates
-        return cls(columns, ids[columns], None, None, packed)
+        ids, columns, foreign = candidates
+        return cls(columns, ids[columns], foreign, None, None, packed)
 
     def to_ids(self, positions: Tensor) -> Tensor:
         """Positions with a leading sentence dimension (B, ...) or (B x K,) -> target ids."""
@@ -149,9 +162,11 @@ class OutputVocabulary(NamedTuple):
         return self.sentence_ids.gather(1, flat).view_as(positions)
 
     def select(self, rows: Tensor) -> OutputVocabulary:
+        foreign = self.foreign
         return self._replace(
             columns=self.columns.index_select(0, rows),
             sentence_ids=self.sentence_ids.index_select(0, rows),
+            foreign=None if foreign is None else foreign.index_select(0, rows),
         )
 
 
@@ -175,12 +190,12 @@ class OutputLayer:
         return (self.weight, self.bias) if self.packed else None
 
     def restrict(self, candidates: BatchCandidates) -> OutputVocabulary:
-        ids, columns = candidates
+        ids, columns, foreign = candidates
         if self.packed:
             return OutputVocabulary.int8(candidates, int8_rows(self.weight, self.bias, ids))
         weight = self.weight.index_select(0, ids)
         bias = None if self.bias is None else self.bias.index_select(0, ids)
-        return OutputVocabulary(columns, ids[columns], weight, bias)
+        return OutputVocabulary(columns, ids[columns], foreign, weight, bias)
 
 
 def build_shortlist(

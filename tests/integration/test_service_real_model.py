@@ -8,9 +8,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
 from prometheus_client.parser import text_string_to_metric_families
 
-from model import DecodeOptions, Translator
+from model import DecodeOptions, Seq2Seq, Tokenizer, Translator
+from model.bundle import save_bundle
+from model.shortlist import SPECIAL_IDS, Shortlist
 from service.app import create_app
 from service.model_workers import WorkerPool
 from service.settings import Settings
@@ -182,3 +185,19 @@ def test_alignment_labels_its_matrix_with_the_models_pieces(tiny_bundle: Path) -
     assert all(len(row) == len(alignment["source_tokens"]) for row in weights)
     produced = sample(metrics, "nmt_target_tokens_total")
     assert produced == 2 * len(alignment["target_tokens"])  # both requests' tokens counted
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_64_concurrent_requests_under_a_shortlist_match_one_by_one(
+    tiny_model: Seq2Seq, tokenizer: Tokenizer, tmp_path: Path, beam: int
+) -> None:
+    """Each sentence scores only its own shortlist, whoever shares its batch (the shipped
+    models have shortlists; another sentence's candidates had changed translations)."""
+    generator = torch.Generator().manual_seed(0)
+    vocab = tokenizer.tgt_vocab_size
+    by_source = torch.randint(
+        SPECIAL_IDS, vocab, (tokenizer.src_vocab_size, 3), generator=generator
+    )
+    shortlist = Shortlist(torch.arange(SPECIAL_IDS + 2), by_source)
+    bundle = save_bundle(tmp_path / "listed", tiny_model, tokenizer, shortlist=shortlist)
+    run_concurrency(bundle, beam)

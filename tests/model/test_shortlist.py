@@ -36,7 +36,7 @@ def test_each_sentence_keeps_its_own_candidates_first_with_special_ids_in_place(
     by_source[5] = torch.tensor([9, 7])
     by_source[6] = torch.tensor([7, -1])
     lists = Shortlist(torch.tensor([0, 1, 2, 3, 8]), by_source)
-    ids, columns = lists.candidates(torch.tensor([[5, 6, 0], [6, 6, 6], [4, 0, 0]]))
+    ids, columns, foreign = lists.candidates(torch.tensor([[5, 6, 0], [6, 6, 6], [4, 0, 0]]))
     assert ids.tolist() == [0, 1, 2, 3, 7, 8, 9]  # the union, ascending
     per_sentence = ids[columns].tolist()
     assert columns.size(1) == 7  # the first sentence has every id of the union
@@ -45,6 +45,57 @@ def test_each_sentence_keeps_its_own_candidates_first_with_special_ids_in_place(
     assert per_sentence[2][:5] == [0, 1, 2, 3, 8]  # source 4 has no entry: the frequent ids
     assert set(per_sentence[1][6:]) | set(per_sentence[2][5:]) <= {7, 9}
     assert all(row[:SPECIAL_IDS] == list(range(SPECIAL_IDS)) for row in per_sentence)
+    assert foreign is not None  # the filler is marked, for search to score -inf
+    assert foreign.tolist() == [[False] * 7, [False] * 6 + [True], [False] * 5 + [True] * 2]
+    (alone,) = [lists.candidates(torch.tensor([[6, 6, 6]]))]
+    assert alone.foreign is None  # nothing to pad in a batch of one
+
+
+def sentence_shortlist(tokenizer: Tokenizer, vocab: int) -> Shortlist:
+    """Each source word brings its own target ids, so sentences' candidates differ."""
+    by_source = torch.full((tokenizer.src_vocab_size, 4), -1, dtype=torch.long)
+    for word in {w for s in SOURCES for w in s.split()}:
+        (first, *_) = tokenizer.encode_source(word)
+        by_source[first] = torch.randint(SPECIAL_IDS, vocab, (4,))
+    return Shortlist(torch.arange(SPECIAL_IDS + 4), by_source)
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_a_sentence_translates_the_same_alone_and_beside_others(
+    tiny_bundle: Path, tokenizer: Tokenizer, beam: int
+) -> None:
+    """Padding columns are other sentences' candidates: scored, they changed translations
+    with the batch (a service's concurrent requests got other words than one by one)."""
+    torch.manual_seed(0)
+    bundle = load_bundle(tiny_bundle)
+    bundle.shortlist = sentence_shortlist(tokenizer, bundle.config.tgt_vocab_size)
+    translator = Translator(bundle)  # float: int8 quantizes activations per batch
+    options = DecodeOptions(beam_size=beam, n_best=beam, max_len_b=30)
+    together = translator.translate(SOURCES, options)
+    for source, in_batch in zip(SOURCES, together, strict=True):
+        (alone,) = translator.translate([source], options)
+        assert [c.token_ids for c in in_batch.candidates] == [c.token_ids for c in alone.candidates]
+        assert [c.score for c in in_batch.candidates] == pytest.approx(
+            [c.score for c in alone.candidates], abs=1e-5
+        )
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_compiled_search_keeps_each_sentence_to_its_own_candidates(
+    tiny_bundle: Path, tokenizer: Tokenizer, beam: int
+) -> None:
+    torch.manual_seed(0)
+    bundle = load_bundle(tiny_bundle)
+    vocab = bundle.config.tgt_vocab_size
+    lists = sentence_shortlist(tokenizer, vocab)
+    bundle.shortlist = lists
+    translator = Translator(bundle, quantize="int8")
+    assert translator.compiled_search is not None
+    batch = [tokenizer.encode_source(s) for s in SOURCES]
+    options = DecodeOptions(beam_size=beam, n_best=beam, max_len_b=30)
+    for ids, hyps in zip(batch, translator.decode_ids(batch, options), strict=True):
+        own = set(lists.candidates(torch.tensor([ids])).ids.tolist())
+        assert all(set(h.token_ids) <= own for h in hyps), "a batch-mate's candidate"
 
 
 def full_shortlist(vocab: int) -> Shortlist:

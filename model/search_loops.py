@@ -131,7 +131,7 @@ def decoder_step(
         mine = union.gather(2, columns.unsqueeze(1).expand(-1, beam, -1))
         foreign = source.foreign
         if foreign is not None:
-            mine = mine.masked_fill(foreign.unsqueeze(1), float("-inf"))
+            mine.masked_fill_(foreign.unsqueeze(1), float("-inf"))  # gather made a copy
         logits = mine.view(rows, -1)
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     log_probs = ban_after_space(log_probs, ids, sentence_ids, rules.space_id, rules.after_space)

@@ -147,7 +147,7 @@ class OutputVocabulary(NamedTuple):
         rows = union.view(batch, -1, union.size(-1))  # (B, K, U)
         mine = rows.gather(2, self.columns.unsqueeze(1).expand(-1, rows.size(1), -1))
         if self.foreign is not None:
-            mine = mine.masked_fill(self.foreign.unsqueeze(1), float("-inf"))
+            mine.masked_fill_(self.foreign.unsqueeze(1), float("-inf"))  # gather made a copy
         return mine.view(-1, width)
 
     @classmethod

@@ -133,15 +133,16 @@ async def read_fields(request: Request, settings: Settings) -> dict[str, Any]:
             pairs = parse_qsl(
                 raw.decode(charset), keep_blank_values=True, encoding=charset, errors="strict"
             )
-        except UnicodeDecodeError:
+        except UnicodeError:  # punycode and others fail as UnicodeError, not a decode error
             raise ApiError(400, "invalid_form", f"form body is not valid {charset}") from None
         return _collect(pairs)
     if media == "multipart/form-data":
         return _parse_multipart(content_type, raw)
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # ValueError: also a number of 4,300+ digits
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {reason}") from None
     if not isinstance(data, dict):
         raise ApiError(422, "validation_error", "request body must be a JSON object or form fields")
     return data
@@ -160,7 +161,7 @@ def _parse_multipart(content_type: str, raw: bytes) -> dict[str, Any]:
             charset = _known(part.get_content_charset() or "utf-8")
             try:
                 pairs.append((name, payload.decode(charset)))
-            except UnicodeDecodeError:
+            except UnicodeError:
                 raise ApiError(
                     400, "invalid_form", f"field {name!r} is not valid {charset}"
                 ) from None

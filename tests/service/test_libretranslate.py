@@ -121,6 +121,16 @@ FORM = "application/x-www-form-urlencoded"
             f"{FORM}; charset=rot13",
             "unknown charset 'rot13'; send UTF-8",
         ),
+        (
+            b"q=hello&source=en&target=de",
+            f"{FORM}; charset=punycode",
+            "form body is not valid punycode",
+        ),
+        (
+            b"q=a&source=en&target=de",
+            f"{FORM}; charset=undefined",
+            "form body is not valid undefined",
+        ),
     ],
 )
 def test_form_bytes_that_are_not_text_are_refused(
@@ -130,6 +140,23 @@ def test_form_bytes_that_are_not_text_are_refused(
     response = client.post("/translate", content=content, headers={"content-type": content_type})
     assert response.status_code == 400, response.text
     assert response.json()["error"] == {"code": "invalid_form", "message": said}
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b'{"q": "a", "source": "en", "target": "de", "alternatives": ' + b"9" * 5000 + b"}",
+         "integer string conversion"),
+        (b'{"q": ' + b"[" * 100000 + b"]" * 100000 + b"}", "nested too deeply"),
+    ],
+)  # fmt: skip
+def test_json_that_python_cannot_read_is_a_400(client: TestClient, body: bytes, said: str) -> None:
+    response = client.post("/translate", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert said in response.json()["error"]["message"]
+    assert client.post(
+        "/translate", json={"q": "still", "source": "en", "target": "de"}
+    ).json() == {"translatedText": "still"}
 
 
 def test_multipart_bytes_that_are_not_text_are_refused(client: TestClient) -> None:

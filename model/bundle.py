@@ -130,12 +130,55 @@ def save_bundle(
     dtype: str = "fp32",
     shortlist: Shortlist | None = None,
 ) -> Path:
-    """Write a bundle to ``out_dir``, atomically: it appears whole or not at all."""
+    """Write a bundle to ``out_dir``, atomically: it appears whole or not at all. An existing
+    ``out_dir`` is replaced only if it is a bundle (or empty): anything else is refused."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # "." has no name to make a sibling from
+    check_destination(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        _write_files(tmp, model, tokenizer, metadata, dtype, shortlist)
+        _replace(out, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed export leaves nothing behind
+        raise
+    return out
+
+
+def check_destination(out: Path) -> None:
+    """Refuse an ``out`` that a bundle may not replace: a file, or a directory of other things
+    (an export to a run directory or to "." deleted them)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file; the bundle needs a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise ValueError(
+            f"{out} exists and is not a model bundle (no {MANIFEST}); a bundle replaces only "
+            "an older bundle or an empty directory: choose another output directory"
+        )
+
+
+def _replace(out: Path, tmp: Path) -> None:
+    """Put ``tmp`` at ``out``, the older bundle there moved aside first and removed after."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        out.rename(old / out.name)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def _write_files(
+    tmp: Path,
+    model: Seq2Seq,
+    tokenizer: Tokenizer,
+    metadata: dict[str, Any] | None,
+    dtype: str,
+    shortlist: Shortlist | None,
+) -> None:
+    """Every file of the bundle, the manifest last, readable by any user."""
     names = ["spm.model"] if tokenizer.joint else ["spm.src.model", "spm.tgt.model"]
     for src, name in zip(tokenizer.files, names, strict=True):
         shutil.copyfile(src, tmp / name)
@@ -165,10 +208,6 @@ def save_bundle(
     tmp.chmod(0o755)
     for file in tmp.iterdir():
         file.chmod(0o644)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from model import ModelConfig, Seq2Seq, Tokenizer, save_bundle
-from model.bundle import DTYPES
+from model.bundle import DTYPES, check_destination
 from model.shortlist import Shortlist
 from training import checkpoint, hardware
 from training.config import TrainConfig, load_config
@@ -115,6 +115,7 @@ def export(
     training data, and its metrics are measured with it, as the bundle will decode.
     """
     run = Path(run_dir)
+    check_destination(Path(out).resolve())  # before minutes of evaluation, not after
     cfg = load_config(run / "config.yaml")
     weights, saved, source = pick_weights(run / "checkpoints", average_last, checkpoint_name)
     model = Seq2Seq(ModelConfig.from_dict(saved["model_config"]))

@@ -128,6 +128,42 @@ def test_save_replaces_an_existing_bundle_atomically(
     assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no temporary directory left behind
 
 
+@pytest.mark.parametrize("what", ["run directory", "working directory", "file"])
+def test_save_refuses_to_replace_anything_but_a_bundle(
+    tmp_path: Path,
+    tiny_model: Seq2Seq,
+    tokenizer: Tokenizer,
+    monkeypatch: pytest.MonkeyPatch,
+    what: str,
+) -> None:
+    """An export to a run directory, or to ".", deleted what was there."""
+    precious = tmp_path / "work"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("precious\n")
+    out: Path | str = precious
+    if what == "working directory":
+        monkeypatch.chdir(precious)
+        out = "."
+    elif what == "file":
+        out = precious / "notes.txt"
+    with pytest.raises(ValueError, match="is not a model bundle|is a file"):
+        save_bundle(out, tiny_model, tokenizer)
+    assert (precious / "notes.txt").read_text() == "precious\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]  # no temporary left either
+
+
+def test_a_failed_save_leaves_nothing_behind(
+    tmp_path: Path, tiny_model: Seq2Seq, tokenizer: Tokenizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("model.bundle.save_file", fail)
+    with pytest.raises(OSError, match="No space"):
+        save_bundle(tmp_path / "b", tiny_model, tokenizer)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_flipped_byte_in_weights_is_reported(bundle_copy: Path) -> None:
     weights = bundle_copy / "model.safetensors"
     data = bytearray(weights.read_bytes())

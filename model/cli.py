@@ -181,7 +181,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # a clear one-line error for expected failures
         from model.errors import ModelError
 
-        unreadable = FileNotFoundError | IsADirectoryError | NotADirectoryError | PermissionError
+        unreadable = (
+            FileNotFoundError
+            | FileExistsError
+            | IsADirectoryError
+            | NotADirectoryError
+            | PermissionError
+        )
         if isinstance(err, ModelError | ValueError | unreadable):
             log.error("%s", err)
             return 2

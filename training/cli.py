@@ -11,6 +11,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from model.cli import positive_int
+
 if TYPE_CHECKING:  # subscriptable for type checkers only
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]  # noqa: SLF001
 
@@ -76,6 +78,15 @@ def run_shortlist(args: argparse.Namespace) -> int:
     return 0
 
 
+def checkpoint_name(text: str) -> str:
+    """An argparse type: a file name in RUN_DIR/checkpoints, not a path to another run's."""
+    if not text or Path(text).name != text:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is a path; give a file name in RUN_DIR/checkpoints"
+        )
+    return text
+
+
 def add_data(subparsers: Subparsers) -> None:
     data = subparsers.add_parser("data", help="fetch a corpus")
     data.add_argument("corpus", choices=["multi30k"])
@@ -110,7 +121,7 @@ def add_evaluate(subparsers: Subparsers) -> None:
     evaluate.add_argument(
         "--quantize", choices=["auto", "none", "int8"], default="auto", help="auto: int8 on CPU"
     )
-    evaluate.add_argument("--batch-tokens", type=int, default=8192)
+    evaluate.add_argument("--batch-tokens", type=positive_int, default=8192)
     evaluate.set_defaults(func=run_evaluate)
 
 
@@ -118,9 +129,17 @@ def add_export(subparsers: Subparsers) -> None:
     export = subparsers.add_parser("export", help="write the model bundle of a training run")
     export.add_argument("run_dir", type=Path)
     export.add_argument("--out", type=Path, required=True)
-    export.add_argument("--average-last", type=int, default=None, metavar="N")
-    export.add_argument(
+    which = export.add_mutually_exclusive_group()
+    which.add_argument(
+        "--average-last",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="the mean of the last N step checkpoints",
+    )
+    which.add_argument(
         "--checkpoint",
+        type=checkpoint_name,
         default=None,
         metavar="NAME",
         help="a file in RUN_DIR/checkpoints, e.g. step_2000.pt (default: best.pt)",
@@ -149,8 +168,12 @@ def add_shortlist(subparsers: Subparsers) -> None:
         metavar=("SPLIT", "SRC", "REF"),
         help="measure BLEU/chrF on this split (repeatable); replaces the bundle's metrics",
     )
-    shortlist.add_argument("--frequent", type=int, default=100, help="always-scored target ids")
-    shortlist.add_argument("--per-source", type=int, default=20, help="target ids per source id")
+    shortlist.add_argument(
+        "--frequent", type=positive_int, default=100, help="always-scored target ids"
+    )
+    shortlist.add_argument(
+        "--per-source", type=positive_int, default=20, help="target ids per source id"
+    )
     shortlist.set_defaults(func=run_shortlist)
 
 

@@ -9,6 +9,7 @@ command-line path. ``save_resolved`` writes the result with every path absolute.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from training.clean import CleanOptions
-from training.typed_config import ConfigError, build, merge, parse_overrides, to_plain
+from training.typed_config import ConfigError, build, merge, one_line, parse_overrides, to_plain
 
 if TYPE_CHECKING:
     from model.config import ModelConfig
@@ -152,7 +153,7 @@ class OptimConfig:
     accumulate: int = 1
 
     def __post_init__(self) -> None:
-        _require(self.lr > 0, f"lr must be positive, got {self.lr}")
+        _require(0 < self.lr < math.inf, f"lr must be positive and finite, got {self.lr}")
         _require(all(0.0 <= b < 1.0 for b in self.betas), "betas must be in [0, 1)")
         _require(self.weight_decay >= 0, "weight_decay must be >= 0")
         _require(0.0 <= self.min_lr <= self.lr, "min_lr must be in [0, lr]")
@@ -185,6 +186,10 @@ class LoopConfig:
         _require(
             any(v is not None for v in (self.max_steps, self.max_epochs, self.max_minutes)),
             "set max_steps, max_epochs or max_minutes; otherwise training never stops",
+        )
+        _require(
+            self.max_minutes is None or 0 < self.max_minutes < math.inf,
+            f"max_minutes must be positive and finite or null, got {self.max_minutes}",
         )
         for name in ("max_steps", "max_epochs", "patience"):
             value = getattr(self, name)
@@ -263,8 +268,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: cannot load config ({err})") from err
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot load config ({one_line(err)})") from err
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     from_file = _resolve_paths(raw, path.absolute().parent)

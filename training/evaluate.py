@@ -107,6 +107,8 @@ def evaluate_files(
         raise ValueError(
             f"{src_file} has {len(sources)} lines but {ref_file} has {len(references)}"
         )
+    if not sources:
+        raise ValueError(f"{src_file} has no lines: BLEU needs at least one sentence")
     hypotheses = translate_all(translator, sources, options)
     if hyp_file is not None:
         Path(hyp_file).write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")

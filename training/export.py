@@ -32,9 +32,13 @@ def pick_weights(
         saved = checkpoint.load(ckpt_dir / name, checkpoint.EXPORT_KEYS)
         return saved["model"], saved, name
     if average_last:
-        paths = checkpoint.step_checkpoints(ckpt_dir)[-average_last:]
-        if not paths:
-            raise FileNotFoundError(f"no step checkpoints in {ckpt_dir}")
+        found = checkpoint.step_checkpoints(ckpt_dir)
+        if len(found) < average_last:
+            raise ValueError(
+                f"--average-last {average_last}, but {ckpt_dir} has {len(found)} step "
+                f"checkpoints (keep_last keeps that many): give at most {len(found)}"
+            )
+        paths = found[-average_last:]
         saved = checkpoint.load(paths[-1], checkpoint.EXPORT_KEYS)
         return (
             checkpoint.average_weights(paths),

@@ -33,7 +33,7 @@ SPECIAL_PIECES = {
 }
 
 
-class SpmError(RuntimeError):
+class SpmError(ValueError):  # the data or the tokenizer config: one line from nmt
     """SentencePiece training failed; the message says which model and why."""
 
 

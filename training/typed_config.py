@@ -158,7 +158,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as err:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML ({err})") from err
+            raise ConfigError(f"--set {item!r}: value is not valid YAML ({one_line(err)})") from err
         node = nested
         for depth, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
@@ -179,3 +179,12 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any], path: str = "") ->
         else:
             out[key] = value
     return out
+
+
+def one_line(err: Exception) -> str:
+    """A YAML or decoding error in one line: PyYAML's spans several, with a caret drawing."""
+    if isinstance(err, yaml.MarkedYAMLError):
+        mark = err.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return f"{err.problem or err.context or 'invalid YAML'}{where}"
+    return " ".join(str(err).split())

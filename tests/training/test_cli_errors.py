@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -180,3 +181,85 @@ def test_resume_with_another_architecture_names_the_fields_and_changes_nothing(
     after = {p.name: p.read_bytes() for p in [*run.glob("*.yaml"), *run.glob("checkpoints/*")]}
     assert after == before
     assert nmt(["train", str(config), "--resume", "--set", "loop.max_steps=3"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (["--set", "optim.lr=.inf"], "lr must be positive and finite, got inf"),
+        (["--set", "loop.max_minutes=-1"], "max_minutes must be positive and finite or null"),
+        (["--set", "loop.max_steps=[1"], "value is not valid YAML (expected ',' or ']'"),
+        (["--set", "tokenizer.vocab_size=8"], "spm"),  # smaller than the corpus's characters
+    ],
+)
+def test_bad_settings_are_one_line_before_any_step(
+    change: list[str],
+    said: str,
+    make_raw: Callable[..., dict[str, Any]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = write_yaml(make_raw(), tmp_path / "run.yaml")
+    assert nmt(["train", str(config), *change]) == 2
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert said in line and "\n" not in line
+
+
+@pytest.mark.parametrize("content", [b"data: [\n", b"\xff\xfe data: {}\n"])
+def test_a_config_file_that_cannot_be_read_is_one_line_naming_it(
+    content: bytes, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_bytes(content)
+    assert nmt(["train", str(config)]) == 2
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert line.startswith(f"{config}: cannot load config (") and "\n" not in line
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", "RUN", "--out", "X", "--average-last", "0"],
+        ["export", "RUN", "--out", "X", "--checkpoint", "../other/step_9.pt"],
+        ["export", "RUN", "--out", "X", "--checkpoint", "best.pt", "--average-last", "2"],
+        ["evaluate", "--model", "M", "--src", "S", "--ref", "R", "--batch-tokens", "0"],
+        ["shortlist", "--model", "M", "--train-src", "S", "--train-tgt", "T", "--per-source", "0"],
+        ["shortlist", "--model", "M", "--train-src", "S", "--train-tgt", "T", "--frequent", "-5"],
+    ],
+)
+def test_flags_out_of_range_are_refused_by_the_parser(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        nmt(argv)
+    assert exited.value.code == 2 and "error: argument" in capsys.readouterr().err
+
+
+def test_evaluating_empty_files_is_one_line(
+    tiny_bundle: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    argv = ["evaluate", "--model", str(tiny_bundle), "--src", str(empty), "--ref", str(empty)]
+    assert nmt(argv) == 2
+    assert f"{empty} has no lines: BLEU needs at least one sentence" in caplog.text
+
+
+def test_export_averaging_more_checkpoints_than_kept_says_how_many_there_are(
+    make_raw: Callable[..., dict[str, Any]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    loop = {"max_steps": 4, "save_every": 2, "keep_last": 2}
+    assert nmt(["train", str(write_yaml(make_raw(loop=loop), tmp_path / "run.yaml"))]) == 0
+    argv = ["export", str(tmp_path / "run"), "--out", str(tmp_path / "b"), "--average-last", "5"]
+    assert nmt([*argv, "--no-eval"]) == 2
+    assert "has 2 step checkpoints (keep_last keeps that many): give at most 2" in caplog.text
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_download_destination_that_is_a_file_is_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dest = tmp_path / "afile"
+    dest.write_text("")
+    assert nmt(["data", "multi30k", "--dest", str(dest), "--from", str(tmp_path)]) == 2
+    assert str(dest) in caplog.text

@@ -115,7 +115,7 @@ def start_run(cfg: TrainConfig, resume: bool) -> Run:
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     resume_from = checkpoint_to_resume(cfg, resume)
-    data = prepare_on_ranks(cfg, info, run_dir)
+    data = prepare_on_ranks(cfg, info, run_dir, fresh=resume_from is None)
     torch.manual_seed(cfg.seed)
     vocab = (data.tokenizer.src_vocab_size, data.tokenizer.tgt_vocab_size)
     model = Seq2Seq(cfg.model.to_model_config(*vocab)).to(device)
@@ -153,6 +153,8 @@ def start_run(cfg: TrainConfig, resume: bool) -> Run:
         if info.is_main:  # after prepare's barrier: every rank has read the checkpoints by now
             checkpoint.set_aside(resume_from.damaged)
         run.restore(resume_from.path, resume_from.saved)
+    if info.is_main:  # only now: a resume refused above leaves the run's config as it was
+        save_resolved(cfg, run_dir / "config.yaml")
     return run
 
 
@@ -197,17 +199,32 @@ def check_same_model(saved: dict[str, Any], config: dict[str, Any], path: Path) 
         )
 
 
-def prepare_on_ranks(cfg: TrainConfig, info: distributed.DistInfo, run_dir: Path) -> PreparedData:
-    """The run's data on every rank: rank 0 writes the resolved config and trains SentencePiece
-    first, the others then load what it wrote."""
+def prepare_on_ranks(
+    cfg: TrainConfig, info: distributed.DistInfo, run_dir: Path, fresh: bool
+) -> PreparedData:
+    """The run's data on every rank: rank 0 trains SentencePiece first, the others then load
+    what it wrote. A ``fresh`` run (no checkpoint to resume) first clears what an earlier start
+    left there before its first checkpoint."""
     if info.is_main:
+        if fresh:
+            clear_unfinished_start(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_resolved(cfg, run_dir / "config.yaml")
         data = prepare(cfg, run_dir)
     distributed.barrier(info)
     if not info.is_main:
         data = prepare(cfg, run_dir)
     return data
+
+
+def clear_unfinished_start(run_dir: Path) -> None:
+    """Remove the tokenizer and metrics of a start that never wrote a checkpoint: reused, the
+    tokenizer would ignore this run's tokenizer config, and the metrics would repeat steps."""
+    leftovers = [*run_dir.glob("spm*.model"), *run_dir.glob("spm*.vocab")]
+    leftovers += [run_dir / "metrics.jsonl"]
+    for path in leftovers:
+        if path.is_file():
+            log.info("removing %s, left by a start that wrote no checkpoint", path)
+            path.unlink()
 
 
 def epochs_done(batches: BatchIterator) -> int:
@@ -249,6 +266,8 @@ def train(
     info, state = run.info, run.state
     wrapped: nn.Module = DistributedDataParallel(run.model) if info.enabled else run.model
     signals, metrics = StopSignal(), MetricsLog(run.run_dir, info.is_main)
+    if run.resumed:
+        metrics.forget_after(state.step)
     progress = tqdm(
         total=cfg.loop.max_steps, initial=state.step, disable=not info.is_main, unit="step"
     )

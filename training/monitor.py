@@ -46,6 +46,16 @@ class MetricsLog:
             except ImportError:
                 pass
 
+    def forget_after(self, step: int) -> None:
+        """Drop the lines of steps after ``step``, the checkpoint a run resumes from: the
+        resumed run takes those steps again and writes them again."""
+        if not self.enabled or not self.path.is_file():
+            return
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if _step_of(line) <= step]
+        if len(kept) < len(lines):
+            self.path.write_text("".join(kept), encoding="utf-8")
+
     def write(self, kind: str, step: int, values: dict[str, Any]) -> None:
         if not self.enabled:
             return
@@ -55,3 +65,11 @@ class MetricsLog:
             for key, value in values.items():
                 if isinstance(value, int | float):
                     self.tensorboard.add_scalar(f"{kind}/{key}", value, step)
+
+
+def _step_of(line: str) -> int:
+    """A metrics line's step; a line cut short by a kill counts as after every step."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 2**62

@@ -317,3 +317,45 @@ def test_resume_with_another_tokenizer_is_refused_before_anything_is_written(
     assert nmt(["train", str(config), "--resume", *bigger]) == 2
     assert f"tokenizer.vocab_size: checkpoint {vocab}, config {vocab + 8}" in caplog.text
     assert {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_a_fresh_start_clears_what_a_start_without_checkpoints_left(
+    make_raw: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    """Killed before its first checkpoint, a run left its tokenizer and metrics; a new start
+    with another tokenizer config reused the tokenizer and repeated the metrics' steps."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "spm.model").write_bytes(b"a tokenizer of another config")
+    (run / "metrics.jsonl").write_text('{"type": "train", "step": 1, "loss": 99.0}\n')
+    config = write_yaml(make_raw(loop={"max_steps": 2, "log_every": 1}), tmp_path / "run.yaml")
+    assert nmt(["train", str(config)]) == 0
+    assert (run / "spm.model").read_bytes() != b"a tokenizer of another config"
+    assert [line["step"] for line in train_lines(run)] == [1, 2]
+    assert all(line["loss"] != 99.0 for line in train_lines(run))
+
+
+def test_resume_writes_each_step_of_the_metrics_once(
+    make_raw: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    """Steps after the checkpoint that a killed run had logged are taken, and logged, again."""
+    loop = {"max_steps": 4, "save_every": 2, "log_every": 1}
+    config = write_yaml(make_raw(loop=loop), tmp_path / "run.yaml")
+    assert nmt(["train", str(config)]) == 0
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step_4.pt").unlink()  # as if killed after logging steps 3 and 4
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"type": "train", "st')  # and cut off mid-line
+    assert nmt(["train", str(config), "--resume", "--set", "loop.max_steps=5"]) == 0
+    assert [line["step"] for line in train_lines(run)] == [1, 2, 3, 4, 5]
+
+
+def test_a_refused_resume_leaves_the_runs_config_as_it_was(
+    make_raw: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    config = write_yaml(make_raw(loop={"max_steps": 2}), tmp_path / "run.yaml")
+    assert nmt(["train", str(config)]) == 0
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    other_batches = ["--set", "loop.batch_tokens=64", "--set", "loop.max_steps=3"]
+    assert nmt(["train", str(config), "--resume", *other_batches]) == 2
+    assert (tmp_path / "run" / "config.yaml").read_text() == saved

@@ -3,8 +3,10 @@ saves until it stops; one update and one validation pass are in ``training.step`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -23,7 +25,7 @@ from training.batching import BatchIterator, collate, example_lengths
 from training.config import TrainConfig, config_to_dict, save_resolved
 from training.monitor import MetricsLog, StopSignal
 from training.optim import LRSchedule, build_optimizer
-from training.prepare import PreparedData, check_data_files, check_run_dir, prepare
+from training.prepare import PreparedData, check_data_files, check_run_dir, hold_run_dir, prepare
 from training.step import StepStats, train_step, validate
 
 log = logging.getLogger(__name__)
@@ -109,8 +111,6 @@ def start_run(cfg: TrainConfig, resume: bool) -> Run:
     batches, restored from the run's last checkpoint when ``resume``."""
     device = resolve_device(cfg.loop.device, "loop.device")
     run_dir = Path(cfg.run_dir)
-    check_run_dir(run_dir)
-    check_data_files(cfg.data)
     info = distributed.init(device.type)
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
@@ -262,6 +262,19 @@ def train(
         on_finish: called on every rank with the trained model and the final state once the
             loop stops (tests use it to compare the parameters of DDP ranks).
     """
+    # What can be checked before anything is written: the device, the run directory, the data.
+    resolve_device(cfg.loop.device, "loop.device")
+    check_run_dir(Path(cfg.run_dir))
+    check_data_files(cfg.data)
+    main_rank = os.environ.get("RANK", "0") == "0"  # torchrun's rank, before the group is joined
+    with hold_run_dir(Path(cfg.run_dir)) if main_rank else contextlib.nullcontext():
+        return train_held(cfg, resume, on_finish)
+
+
+def train_held(
+    cfg: TrainConfig, resume: bool, on_finish: Callable[[Seq2Seq, TrainState], None] | None
+) -> Path:
+    """``train``, once the run directory is held."""
     run = start_run(cfg, resume)
     info, state = run.info, run.state
     wrapped: nn.Module = DistributedDataParallel(run.model) if info.enabled else run.model

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,22 @@ def check_run_dir(run_dir: Path) -> None:
             raise ConfigError(
                 f"{where} is a file; run_dir must be a directory, or a path that does not exist yet"
             )
+
+
+@contextlib.contextmanager
+def hold_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir`` for one training process (rank 0 under torchrun) while it trains: two
+    runs in one directory would interleave their checkpoints and metrics."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / ".lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"run_dir {run_dir} is in use by another nmt train: wait for it to finish, "
+                "or choose another run_dir"
+            ) from None
+        yield  # closing the file releases the lock, also when the process dies
 
 
 def check_data_files(data: DataConfig) -> None:

@@ -14,6 +14,7 @@ from run_helpers import run_nmt, write_yaml
 
 from model.cli import main as nmt
 from training import download
+from training.prepare import hold_run_dir
 
 
 def writable_copy(corpus: Path, dest: Path) -> Path:
@@ -263,3 +264,15 @@ def test_a_download_destination_that_is_a_file_is_one_line(
     dest.write_text("")
     assert nmt(["data", "multi30k", "--dest", str(dest), "--from", str(tmp_path)]) == 2
     assert str(dest) in caplog.text
+
+
+def test_a_run_dir_in_use_by_another_training_is_refused(
+    make_raw: Callable[..., dict[str, Any]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two trainings in one directory interleaved their checkpoints and metrics."""
+    config = write_yaml(make_raw(loop={"max_steps": 2}), tmp_path / "run.yaml")
+    with hold_run_dir(tmp_path / "run"):  # as another process training there would
+        assert nmt(["train", str(config)]) == 2
+    assert f"run_dir {tmp_path / 'run'} is in use by another nmt train" in caplog.text
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert nmt(["train", str(config)]) == 0  # free again once the other is done

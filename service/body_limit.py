@@ -1,9 +1,10 @@
 """Refuse request bodies larger than any valid request (413) instead of reading them whole.
 
 The largest valid body is NMT_MAX_TEXTS texts of NMT_MAX_TEXT_CHARS characters, each character
-up to 6 bytes of JSON (`\\uXXXX`, which clients that escape non-ASCII send), plus room for the
-other fields. A declared Content-Length over the limit is answered before anything is read; a
-body without one is counted as it arrives.
+up to 12 bytes (a character beyond U+FFFF escaped as a JSON surrogate pair, `\\ud83d\\ude00`, as
+clients that escape non-ASCII send it; or its 4 UTF-8 bytes percent-encoded in a form), plus
+room for the other fields. A declared Content-Length over the limit is answered before
+anything is read; a body without one is counted as it arrives.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.errors import ApiError, error_response
 from service.settings import Settings
 
-JSON_BYTES_PER_CHAR = 6
+JSON_BYTES_PER_CHAR = 12
 OTHER_FIELDS_BYTES = 64 * 1024
 
 

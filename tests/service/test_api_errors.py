@@ -155,6 +155,25 @@ def test_body_larger_than_any_valid_request_is_refused_unread(client: TestClient
     assert_still_serving(client)
 
 
+@pytest.mark.parametrize("form", [False, True])
+def test_the_longest_texts_of_characters_beyond_the_bmp_fit_the_body_limit(form: bool) -> None:
+    """An emoji is 12 bytes as a JSON surrogate pair escape or percent-encoded UTF-8."""
+    text = ("\U0001f600" * 39 + "\n") * 500  # 20,000 characters
+    with TestClient(
+        make_app(FakeTranslator(), max_texts=1, max_text_chars=20_000, max_queue=100_000)
+    ) as client:
+        if form:
+            body = {"q": text, "source": "en", "target": "de"}
+            response = client.post("/translate", data=body)
+        else:
+            escaped = json.dumps({"text": text}, ensure_ascii=True).encode()
+            assert len(escaped) > 20_000 * 6 + 64 * 1024  # over the old limit
+            response = client.post(
+                "/v1/translate", content=escaped, headers={"content-type": "application/json"}
+            )
+        assert response.status_code == 200, response.text[:200]
+
+
 def test_a_request_larger_than_the_whole_queue_is_422_not_a_retryable_503() -> None:
     with TestClient(make_app(FakeTranslator(), max_queue=4)) as client:
         fits = client.post("/v1/translate", json={"texts": ["One. Two.", "Three. Four."]})

@@ -116,11 +116,11 @@ class ModelRegistry:
         found = [m for m in candidates if _serves(m, source, target)]
         if not found:
             asked = f"{source or '*'}->{target or '*'}"
-            where = f"model {model!r}" if model else "no model"
+            which = f"model {model!r} does not translate" if model else "no model translates"
             raise ApiError(
                 400,
                 "unsupported_language_pair",
-                f"{where} translates {asked}; available pairs: {self._pairs()}",
+                f"{which} {asked}; available pairs: {self._pairs()}",
             )
         return found[0]
 

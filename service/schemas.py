@@ -55,8 +55,12 @@ class TranslateRequest(_Body):
         default=None, min_length=1, description="several texts; at most NMT_MAX_TEXTS"
     )
     model: str | None = Field(default=None, description="model id (GET /v1/models)")
-    source: str | None = Field(default=None, description="source language code, e.g. 'en'")
-    target: str | None = Field(default=None, description="target language code, e.g. 'de'")
+    source: str | None = Field(
+        default=None, min_length=1, description="source language code, e.g. 'en'"
+    )
+    target: str | None = Field(
+        default=None, min_length=1, description="target language code, e.g. 'de'"
+    )
     beam_size: int | None = Field(
         default=None, ge=1, description="1 = greedy; default: the model's; at most NMT_MAX_BEAM"
     )

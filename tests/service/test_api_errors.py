@@ -98,7 +98,12 @@ BAD_BODIES: list[tuple[str, Any, int, str, list[str]]] = [
     ("unknown model", {"text": "a", "model": "xx"}, 404, "model_not_found",
      ["unknown model 'xx'; available: fake-en-de"]),
     ("unknown pair", {"text": "a", "source": "fr", "target": "de"}, 400,
-     "unsupported_language_pair", ["fr->de", "available pairs: en->de (fake-en-de)"]),
+     "unsupported_language_pair",
+     ["no model translates fr->de", "available pairs: en->de (fake-en-de)"]),
+    ("model and another pair", {"text": "a", "model": "fake-en-de", "source": "de", "target": "en"},
+     400, "unsupported_language_pair", ["model 'fake-en-de' does not translate de->en"]),
+    ("empty source", {"text": "a", "source": ""}, 422, "validation_error",
+     ["source: ", "at least 1 character"]),
 ]  # fmt: skip
 
 

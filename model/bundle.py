@@ -235,6 +235,16 @@ def _check_version(path: Path, data: dict[str, Any]) -> None:
         )
 
 
+def model_id(metadata: dict[str, Any], path: Path) -> str:
+    """A bundle's id: its metadata's ``model_id``, else its directory's name."""
+    return str(metadata.get("model_id") or Path(path).name)
+
+
+def read_model_id(path: Path) -> str:
+    """``model_id`` of the bundle at ``path``, from its metadata alone (no weights read)."""
+    return model_id(_read_json(Path(path) / METADATA), path)
+
+
 def verify_manifest(path: Path) -> str:
     """Check every file listed in manifest.json; return the manifest's own SHA-256."""
     manifest = _read_json(path / MANIFEST)

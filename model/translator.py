@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from model.beam import beam_search
-from model.bundle import Bundle, load_bundle
+from model.bundle import Bundle, load_bundle, model_id
 from model.compiled_search import CompiledSearch, script_encoder
 from model.decoder import EncoderOutput
 from model.errors import DeviceError, InputTooLong, ModelError, TranslationFailed
@@ -118,7 +118,7 @@ class ModelView:
 
     @property
     def model_id(self) -> str:
-        return str(self.bundle.metadata.get("model_id") or self.bundle.path.name)
+        return model_id(self.bundle.metadata, self.bundle.path)
 
     @property
     def source_lang(self) -> str:

@@ -76,14 +76,19 @@ def serve(settings: Settings) -> None:
     """Run the app for `settings` with uvicorn, in one worker."""
     import uvicorn
 
-    from model.bundle import verify_manifest
+    from model.bundle import read_model_id, verify_manifest
     from model.placement import resolve_device
     from service.app import create_app
 
     # A wrong path or device fails here in one line, not as a traceback mid-startup.
     resolve_device(settings.device, "--device / NMT_DEVICE")
+    ids = []
     for path in settings.models:
         verify_manifest(path)
+        ids.append(read_model_id(path))
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:  # found only after loading them all, otherwise
+        raise ValueError(f"NMT_MODELS has the model id {repeated[0]!r} twice; ids must be unique")
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

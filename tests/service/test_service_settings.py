@@ -153,3 +153,14 @@ def test_serve_refuses_a_directory_that_is_not_a_bundle_before_starting(
 
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: pytest.fail("server started"))
     assert main(["serve", "--model", str(tmp_path)]) == 2  # one logged line, no traceback
+
+
+def test_serve_refuses_two_bundles_with_one_id_before_loading_either(
+    monkeypatch: pytest.MonkeyPatch, tiny_bundle: Path
+) -> None:
+    """Found only after both had loaded and warmed up, it was a traceback."""
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: pytest.fail("server started"))
+    with pytest.raises(ValueError, match="model id 'tiny-test' twice; ids must be unique"):
+        cli.serve(Settings(models=[tiny_bundle, tiny_bundle], device="cpu"))

@@ -16,13 +16,15 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.datastructures import Headers
+from starlette.responses import Response
 
 from model import DeviceError
 from service import libretranslate, routes
 from service.batching import Batcher, BatcherCrashed, TranslateFn
 from service.body_limit import BodyLimitMiddleware, max_body_bytes
 from service.deps import ServiceState
-from service.errors import install_handlers
+from service.errors import error_response, install_handlers
 from service.fast_path import TranslationApp
 from service.gc_tuning import tune_garbage_collector
 from service.metrics import Metrics, MetricsMiddleware
@@ -66,7 +68,7 @@ def create_app(settings: Settings, translator_factory: TranslatorFactory | None 
     app.add_middleware(MetricsMiddleware, metrics=state.metrics, access_log=settings.access_log)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            JsonCorsMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
@@ -74,6 +76,26 @@ def create_app(settings: Settings, translator_factory: TranslatorFactory | None 
     app.include_router(routes.router)
     app.include_router(libretranslate.router)
     return app
+
+
+class JsonCorsMiddleware(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered in the API's error shape, saying
+    what was refused and which setting allows it (Starlette answers in plain text)."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        refused = bytes(response.body).decode().removeprefix("Disallowed CORS ")
+        origin = request_headers.get("origin", "")
+        message = (
+            f"CORS preflight refused ({refused}) for origin {origin!r}: allowed origins are "
+            "set by NMT_CORS_ORIGINS, methods GET and POST, headers Authorization, X-API-Key "
+            "and Content-Type"
+        )
+        keep = ("access-control-", "vary")  # the CORS headers, not the plain text's own
+        headers = {k: v for k, v in response.headers.items() if k.lower().startswith(keep)}
+        return error_response(400, "cors_refused", message, headers)
 
 
 async def load_models(state: ServiceState, factory: TranslatorFactory) -> None:

@@ -104,3 +104,27 @@ def test_cors_applies_on_the_fast_path() -> None:
         )
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == allowed
+
+
+@pytest.mark.parametrize(
+    ("origin", "extra", "refused"),
+    [
+        ("https://elsewhere.example", {}, "origin"),
+        ("https://example.org", {"access-control-request-headers": "x-request-id"}, "headers"),
+    ],
+)
+def test_a_refused_preflight_says_why_in_the_error_shape(
+    origin: str, extra: dict[str, str], refused: str
+) -> None:
+    with TestClient(make_app(FakeTranslator(), cors_origins=["https://example.org"])) as client:
+        preflight = client.options(
+            "/v1/translate",
+            headers={"origin": origin, "access-control-request-method": "POST", **extra},
+        )
+        assert preflight.status_code == 400
+        assert preflight.headers["content-type"] == "application/json"
+        error = preflight.json()["error"]
+        assert error["code"] == "cors_refused"
+        assert f"CORS preflight refused ({refused})" in error["message"]
+        assert "NMT_CORS_ORIGINS" in error["message"]
+        assert "access-control-allow-methods" in preflight.headers

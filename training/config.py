@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from training.clean import CleanOptions
-from training.typed_config import ConfigError, build, merge, one_line, parse_overrides, to_plain
+from training.typed_config import (
+    ConfigError,
+    build,
+    load_yaml,
+    merge,
+    one_line,
+    parse_overrides,
+    to_plain,
+)
 
 if TYPE_CHECKING:
     from model.config import ModelConfig
@@ -267,7 +275,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise ConfigError(f"{path}: cannot load config ({one_line(err)})") from err
     if not isinstance(raw, Mapping):

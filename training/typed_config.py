@@ -188,3 +188,25 @@ def one_line(err: Exception) -> str:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         return f"{err.problem or err.context or 'invalid YAML'}{where}"
     return " ".join(str(err).split())
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML has no types here
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping: PyYAML keeps the last,
+    so an edited config could silently train with the other value."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep)
+        return mapping
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, refusing duplicate keys."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader

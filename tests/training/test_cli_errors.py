@@ -206,7 +206,9 @@ def test_bad_settings_are_one_line_before_any_step(
     assert said in line and "\n" not in line
 
 
-@pytest.mark.parametrize("content", [b"data: [\n", b"\xff\xfe data: {}\n"])
+@pytest.mark.parametrize(
+    "content", [b"data: [\n", b"\xff\xfe data: {}\n", b"loop:\n  max_steps: 10\n  max_steps: 20\n"]
+)
 def test_a_config_file_that_cannot_be_read_is_one_line_naming_it(
     content: bytes, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -106,10 +106,9 @@ class Run:
         log.info("resumed from %s at step %d", path, self.state.step)
 
 
-def start_run(cfg: TrainConfig, resume: bool) -> Run:
+def start_run(cfg: TrainConfig, resume: bool, device: torch.device) -> Run:
     """Join the process group, prepare the data and build the model, optimizer, schedule and
-    batches, restored from the run's last checkpoint when ``resume``."""
-    device = resolve_device(cfg.loop.device, "loop.device")
+    batches on ``device``, restored from the run's last checkpoint when ``resume``."""
     run_dir = Path(cfg.run_dir)
     info = distributed.init(device.type)
     if device.type == "cuda":
@@ -263,19 +262,22 @@ def train(
             loop stops (tests use it to compare the parameters of DDP ranks).
     """
     # What can be checked before anything is written: the device, the run directory, the data.
-    resolve_device(cfg.loop.device, "loop.device")
+    device = resolve_device(cfg.loop.device, "loop.device")
     check_run_dir(Path(cfg.run_dir))
     check_data_files(cfg.data)
     main_rank = os.environ.get("RANK", "0") == "0"  # torchrun's rank, before the group is joined
     with hold_run_dir(Path(cfg.run_dir)) if main_rank else contextlib.nullcontext():
-        return train_held(cfg, resume, on_finish)
+        return train_held(cfg, resume, device, on_finish)
 
 
 def train_held(
-    cfg: TrainConfig, resume: bool, on_finish: Callable[[Seq2Seq, TrainState], None] | None
+    cfg: TrainConfig,
+    resume: bool,
+    device: torch.device,
+    on_finish: Callable[[Seq2Seq, TrainState], None] | None,
 ) -> Path:
     """``train``, once the run directory is held."""
-    run = start_run(cfg, resume)
+    run = start_run(cfg, resume, device)
     info, state = run.info, run.state
     wrapped: nn.Module = DistributedDataParallel(run.model) if info.enabled else run.model
     signals, metrics = StopSignal(), MetricsLog(run.run_dir, info.is_main)

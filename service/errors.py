@@ -112,6 +112,18 @@ def _field_path(loc: Sequence[Any]) -> str:
     return path or "request body"
 
 
+def allowed_methods(starlette_allow: str) -> str:
+    """A 405's Allow with HEAD wherever GET is (RFC 9110: Allow lists what the path serves).
+
+    Starlette names the methods of the one route it matched, and each GET route's HEAD is a
+    route of its own (routes.answer_head), so it said ``GET`` where HEAD works too."""
+    methods = {method.strip() for method in starlette_allow.split(",") if method.strip()}
+    if "GET" in methods:
+        methods.add("HEAD")
+    order = ("GET", "HEAD", "POST")  # any other method after these, by name
+    return ", ".join(sorted(methods, key=lambda m: (order.index(m) if m in order else 3, m)))
+
+
 def install_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every exception into the shape above."""
 
@@ -142,9 +154,10 @@ def install_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             code, message = "not_found", f"no such endpoint: {method} {path} (see /docs)"
         elif exc.status_code == 405:
-            allowed = (exc.headers or {}).get("Allow", "")
+            allowed = allowed_methods((exc.headers or {}).get("Allow", ""))
             code, message = "method_not_allowed", f"{method} is not allowed on {path}"
             message += f"; allowed: {allowed}" if allowed else ""
+            return error_response(405, code, message, {**(exc.headers or {}), "Allow": allowed})
         else:
             code, message = "http_error", str(exc.detail)
         return error_response(exc.status_code, code, message, exc.headers)

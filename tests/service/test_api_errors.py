@@ -199,6 +199,16 @@ def test_unknown_route_and_wrong_method(client: TestClient) -> None:
     assert_still_serving(client)
 
 
+@pytest.mark.parametrize(
+    "path", ["/health", "/ready", "/v1/models", "/languages", "/metrics", "/docs"]
+)
+def test_wrong_method_on_a_get_route_names_head_too(client: TestClient, path: str) -> None:
+    """Allow lists every method the path serves; HEAD is a route of its own beside GET."""
+    response = client.delete(path)
+    assert_error(response, 405, "method_not_allowed", "allowed: GET, HEAD")
+    assert response.headers["allow"] == "GET, HEAD"
+
+
 @pytest.mark.parametrize("path", ["/health", "/ready", "/v1/models", "/languages", "/metrics"])
 def test_head_answers_where_get_does(client: TestClient, path: str) -> None:
     """`curl -I` and load balancers' probes send HEAD."""

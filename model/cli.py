@@ -41,7 +41,9 @@ def add_translate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     p = subparsers.add_parser("translate", help="translate lines from stdin or a file")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="bundle directory")
     p.add_argument("--beam", type=int, default=5, help="beam size (1 = greedy)")
-    p.add_argument("--n-best", type=int, default=1, help="write the K best, tab-separated")
+    p.add_argument(
+        "--n-best", type=int, default=1, help="write up to K best, tab-separated, each text once"
+    )
     p.add_argument(
         "--quantize", choices=["auto", "none", "int8"], default="auto", help="auto: int8 on CPU"
     )

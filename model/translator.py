@@ -45,7 +45,11 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Result:
-    """The translations of one input, best first, or the error that stopped it."""
+    """The translations of one input, best first, or the error that stopped it.
+
+    ``candidates`` holds up to ``n_best`` distinct texts: two hypotheses that differ only in
+    their segmentation (``▁Hund`` against ``▁H`` ``und``) read the same, so only the better
+    one is kept, and a list can be shorter than ``n_best``."""
 
     candidates: tuple[Candidate, ...]
     source_tokens: tuple[str, ...] | None = None  # pieces incl. EOS, with return_attention
@@ -366,14 +370,15 @@ class Translator(ModelView):
         if isinstance(hyps, ModelError):
             return Result((), source_tokens, error=hyps)
         lead, _, trail = whitespace
-        candidates = tuple(
-            Candidate(
-                text=lead + tokenizer.decode_target(h.token_ids) + trail,
-                score=h.score,
-                token_ids=tuple(h.token_ids),
-                tokens=tuple(tokenizer.target_pieces(h.token_ids)) if with_pieces else None,
-                attention=h.attention,
-            )
-            for h in hyps
-        )
-        return Result(candidates, source_tokens)
+        candidates: dict[str, Candidate] = {}
+        for h in hyps:  # best first; a string spelled by two segmentations is kept once, best
+            text = lead + tokenizer.decode_target(h.token_ids) + trail
+            if text not in candidates:
+                candidates[text] = Candidate(
+                    text=text,
+                    score=h.score,
+                    token_ids=tuple(h.token_ids),
+                    tokens=tuple(tokenizer.target_pieces(h.token_ids)) if with_pieces else None,
+                    attention=h.attention,
+                )
+        return Result(tuple(candidates.values()), source_tokens)

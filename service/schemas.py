@@ -105,7 +105,8 @@ class Translation(BaseModel):
         default=None, description="length-normalized log-prob; mean over sentences"
     )
     alternatives: list[Alternative] | None = Field(
-        default=None, description="the other n_best - 1 candidates, best first"
+        default=None,
+        description="up to n_best - 1 other candidates, best first, each text once",
     )
     alignment: list[SentenceAlignment] | None = None
 

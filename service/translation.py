@@ -277,12 +277,17 @@ def to_translation(
     if return_scores:
         out.score = _mean([r.candidates[0].score for r in results])
     if n_best > 1:
+        # The k-th alternative takes each sentence's k-th candidate, or its last where it has
+        # fewer (the model keeps each text once); a text already given is not given again.
         out.alternatives = []
+        seen = {out.text}
         for k in range(1, n_best):
             picked = [r.candidates[min(k, len(r.candidates) - 1)] for r in results]
             alt = splitter.join(parts, [c.text for c in picked])
-            score = _mean([c.score for c in picked]) if return_scores else None
-            out.alternatives.append(Alternative(text=alt, score=score))
+            if alt not in seen:
+                seen.add(alt)
+                score = _mean([c.score for c in picked]) if return_scores else None
+                out.alternatives.append(Alternative(text=alt, score=score))
     if return_alignment:
         out.alignment = [
             SentenceAlignment(

@@ -149,7 +149,9 @@ def test_int8_compiled_search_serves_awkward_inputs(
     last = str(translations[-1]["text"])
     assert last.count("\n\n") == 1 and not last.startswith(" ")
     if n_best > 1:
-        assert all(len(t["alternatives"]) == n_best - 1 for t in translations[2:])  # type: ignore[arg-type]
+        for t in translations[2:]:
+            texts_given = [t["text"], *(a["text"] for a in t["alternatives"])]  # type: ignore[attr-defined]
+            assert len(set(texts_given)) == len(texts_given) <= n_best
 
 
 def test_alignment_labels_its_matrix_with_the_models_pieces(tiny_bundle: Path) -> None:

@@ -28,7 +28,8 @@ class FakeTranslator:
 
     `gate` (a threading.Event, open by default) holds batches while cleared; `fail_on`
     makes a batch raise when one of its texts contains the string; `errors` gives a
-    per-sentence Result.error for exact texts.
+    per-sentence Result.error for exact texts; `distinct` caps the candidates of exact texts,
+    as the real translator gives fewer where hypotheses read the same.
     """
 
     def __init__(self, model_id: str = "fake-en-de", source: str = "en", target: str = "de"):
@@ -53,6 +54,7 @@ class FakeTranslator:
         self.failure: Exception = RuntimeError("boom")
         self.errors: dict[str, ModelError] = {}
         self.chars_per_token: int | None = None  # count by characters instead of words
+        self.distinct: dict[str, int] = {}
 
     @property
     def sizes(self) -> list[int]:
@@ -88,7 +90,7 @@ class FakeTranslator:
         if text in self.errors:
             return Result(candidates=(), source_tokens=source_tokens, error=self.errors[text])
         candidates = []
-        for k in range(options.n_best):
+        for k in range(min(options.n_best, self.distinct.get(text, options.n_best))):
             out = text if k == 0 else f"{text} ~{k}"
             words = tuple(out.split())
             ids = tuple(range(4, 4 + len(words)))

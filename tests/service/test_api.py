@@ -120,6 +120,19 @@ def test_n_best_gives_alternatives(client: TestClient) -> None:
     ]
 
 
+def test_alternatives_are_each_text_once(client: TestClient, fake: FakeTranslator) -> None:
+    """A sentence with fewer candidates than n_best (the model keeps each text once) repeats
+    its last in later alternatives; a whole text already given is not given again."""
+    fake.distinct.update({"One.": 2, "Two.": 1})
+    out = translate(client, text="One. Two.", beam_size=4, n_best=4)
+    assert out["translations"][0]["alternatives"] == [{"text": "One. ~1 Two.", "score": -1.0}]
+    fake.distinct["One."] = 1
+    out = translate(client, texts=["One. Two.", "Three."], beam_size=4, n_best=3)
+    first, second = out["translations"]
+    assert first["alternatives"] == []
+    assert [a["text"] for a in second["alternatives"]] == ["Three. ~1", "Three. ~2"]
+
+
 def test_scores_can_be_left_out_and_alignment_asked_for(
     client: TestClient, fake: FakeTranslator
 ) -> None:

@@ -135,11 +135,21 @@ class Batcher:
         self._last_batch_ended = float("-inf")  # time.monotonic()
         self._expected = max(1, self.max_batch_size)  # sentences worth waiting for (see below)
         self._busy = 0  # batches the translators are computing (their results may be pending)
+        self._running: dict[asyncio.Future[Sequence[Result]], float] = {}  # -> when it started
 
     @property
     def depth(self) -> int:
         """Sentences waiting (not counting the batch being computed)."""
         return len(self._queue)
+
+    def computing_for(self) -> float:
+        """Seconds the oldest batch still with a translator has been computing (0: none).
+
+        A translator that is stopped (a model worker under SIGSTOP, a hung device call) is
+        alive but answers nothing; this is how /ready tells."""
+        if not self._running:
+            return 0.0
+        return time.monotonic() - min(self._running.values())
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="batcher")
@@ -240,6 +250,7 @@ class Batcher:
                 # The model starts now, not after the previous batch's results are delivered:
                 # a task would first wait for every request task those results woke.
                 started, running = time.monotonic(), self._start(batch)
+                self._running[running] = started
                 task = asyncio.create_task(self._compute(batch, running, started, slots))
                 computing.add(task)
                 task.add_done_callback(functools.partial(self._computed, computing))
@@ -331,6 +342,7 @@ class Batcher:
             try:
                 results = await running
             finally:  # before any result is delivered, so the next batch goes first
+                self._running.pop(running, None)
                 self._last_batch_ended = time.monotonic()
                 self._expected = len(batch) + len(self._queue)
                 self._busy -= 1

@@ -151,13 +151,23 @@ async def health() -> Status:
 
 @router.get("/ready", response_model=Status, responses={503: {"model": ErrorBody}}, tags=["ops"])
 async def ready(state: StateDep) -> Status | JSONResponse:
-    """Readiness: 200 only when every model is loaded and warm and nothing has failed."""
+    """Readiness: 200 only when every model is loaded and warm, nothing has failed and no
+    batch has been computing for longer than a request may wait."""
     if state.failure is not None:
         return error_response(503, "unrecoverable_error", f"a model failed: {state.failure}")
     if state.draining:
         return error_response(503, "draining", "the server is shutting down")
     if not state.loaded:
         return error_response(503, "not_ready", "models are still loading")
+    limit = state.settings.request_timeout_s
+    for loaded in state.registry:
+        if (computing := loaded.batcher.computing_for()) > limit:
+            message = (
+                f"model {loaded.id} has been computing one batch for {computing:.1f} s, longer "
+                f"than a request may wait ({limit:g} s, NMT_REQUEST_TIMEOUT_S): its translator "
+                "is stopped or stuck"
+            )
+            return error_response(503, "model_stalled", message)
     return Status(status="ready", models=[loaded.id for loaded in state.registry])
 
 

@@ -296,6 +296,24 @@ def test_device_error_answers_503_and_flips_ready() -> None:
         assert_error(ready, 503, "unrecoverable_error", "illegal memory access")
 
 
+def test_a_stalled_translator_flips_ready_until_it_answers() -> None:
+    """A translator that is alive but answers nothing (a model worker under SIGSTOP): requests
+    time out (504), and /ready says 503 while a batch has run longer than they may wait."""
+    fake = FakeTranslator()
+    with TestClient(make_app(fake, request_timeout_s=0.2)) as client:
+        fake.gate.clear()
+        try:
+            late = client.post("/v1/translate", json={"text": "stuck"})
+            assert_error(late, 504, "deadline_exceeded")
+            wait_for(lambda: client.get("/ready").status_code == 503)
+            message = assert_error(client.get("/ready"), 503, "model_stalled", "fake-en-de")
+            assert "longer than a request may wait (0.2 s, NMT_REQUEST_TIMEOUT_S)" in message
+        finally:
+            fake.gate.set()
+        wait_for(lambda: client.get("/ready").status_code == 200)
+        assert_still_serving(client)
+
+
 def test_translator_input_too_long_is_422_with_the_sentence(client: TestClient) -> None:
     from model import InputTooLong
 

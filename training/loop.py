@@ -114,7 +114,7 @@ def start_run(cfg: TrainConfig, resume: bool, device: torch.device) -> Run:
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     resume_from = checkpoint_to_resume(cfg, resume)
-    data = prepare_on_ranks(cfg, info, run_dir, fresh=resume_from is None)
+    data = prepare_on_ranks(cfg, info, device, run_dir, fresh=resume_from is None)
     torch.manual_seed(cfg.seed)
     vocab = (data.tokenizer.src_vocab_size, data.tokenizer.tgt_vocab_size)
     model = Seq2Seq(cfg.model.to_model_config(*vocab)).to(device)
@@ -198,18 +198,33 @@ def check_same_model(saved: dict[str, Any], config: dict[str, Any], path: Path) 
         )
 
 
+class RankFailed(ValueError):
+    """Another rank stopped with an error of its own (a ValueError: the CLI says it in a line)."""
+
+
 def prepare_on_ranks(
-    cfg: TrainConfig, info: distributed.DistInfo, run_dir: Path, fresh: bool
+    cfg: TrainConfig,
+    info: distributed.DistInfo,
+    device: torch.device,
+    run_dir: Path,
+    fresh: bool,
 ) -> PreparedData:
     """The run's data on every rank: rank 0 trains SentencePiece first, the others then load
     what it wrote. A ``fresh`` run (no checkpoint to resume) first clears what an earlier start
     left there before its first checkpoint."""
     if info.is_main:
-        if fresh:
-            clear_unfinished_start(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        data = prepare(cfg, run_dir)
-    distributed.barrier(info)
+        try:
+            if fresh:
+                clear_unfinished_start(run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            data = prepare(cfg, run_dir)
+        except Exception:
+            distributed.any_rank(True, info, device)  # the others wait for word, then stop too
+            raise
+    # A barrier that says how rank 0 fared: had it just exited, the others would wait in the
+    # barrier until gloo failed them with a page of traceback about a closed connection.
+    if distributed.any_rank(False, info, device):
+        raise RankFailed("rank 0 could not prepare the data; its error is above")
     if not info.is_main:
         data = prepare(cfg, run_dir)
     return data

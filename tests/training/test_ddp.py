@@ -71,21 +71,41 @@ def test_each_rank_sees_its_own_batches_and_the_same_count() -> None:
 
 
 def run_torchrun(config: Path, out_dir: Path, log: Path) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        str(WORKER),
-        str(config),
-        str(out_dir),
-    ]
-    with log.open("w") as sink:
-        done = subprocess.run(
-            command, stdout=sink, stderr=subprocess.STDOUT, env=subprocess_env(), timeout=480
-        )
+    done = torchrun([str(WORKER), str(config), str(out_dir)], log)
     assert done.returncode == 0, log.read_text()[-4000:]
+
+
+def torchrun(program: list[str], log: Path) -> subprocess.CompletedProcess[bytes]:
+    """``program`` on 2 gloo ranks of this machine, its output (all ranks) in ``log``."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    with log.open("w") as sink:
+        return subprocess.run(
+            [*command, *program],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=subprocess_env(),
+            timeout=480,
+        )
+
+
+@pytest.mark.slow
+def test_a_data_error_on_rank_0_stops_every_rank_in_one_line(
+    make_raw: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    """Rank 0 prepares the data while the others wait; when it fails they learn so and stop
+    with a line each, where they used to wait until gloo failed them with a traceback."""
+    raw = make_raw("ddp")
+    short = tmp_path / "short.tgt"
+    lines = Path(raw["data"]["train_tgt"]).read_text().splitlines(keepends=True)
+    short.write_text("".join(lines[:-3]))
+    raw["data"]["train_tgt"] = str(short)
+    log = tmp_path / "torchrun.log"
+    done = torchrun(["-m", "model.cli", "train", str(write_yaml(raw, tmp_path / "c.yaml"))], log)
+    out = log.read_text()
+    assert done.returncode != 0
+    assert out.count("line counts differ") == 1, out  # rank 0 says what is wrong
+    assert out.count("rank 0 could not prepare the data; its error is above") == 1, out
+    assert "[rank1]" not in out and "Connection closed" not in out, out
 
 
 @pytest.mark.slow

@@ -1,10 +1,16 @@
 """LibreTranslate-compatible endpoints, so its existing clients work unchanged.
 
 POST /translate takes `q` (a string or a list), `source`, `target`, `format` ("text" only),
-`api_key` and `alternatives`, as JSON, url-encoded form or multipart form, and answers
-`{"translatedText": ...}` with a string or a list matching `q`. GET /languages lists each
-source language with its targets. `source: "auto"` is accepted when only one source language
-is served for the target. Errors keep this service's shape (`{"error": {"code", "message"}}`).
+`api_key` and `alternatives`, as JSON, url-encoded form or multipart form, or, without a JSON
+body, in the query string (LibreTranslate reads Flask's `request.values`, query and form
+together, and clients such as deep-translator send only the query). It answers
+`{"translatedText": ...}` with a string or a list matching `q`. GET /languages lists every
+language served, each with the languages it translates into (none for a target-only one).
+`source: "auto"` is accepted when only one source language is served for the target.
+
+Errors keep this service's shape (`{"error": {"code", "message"}}`) with LibreTranslate's
+status codes, which its clients map to their own exceptions: 400 for any invalid request
+(where the native API says 422) and 403 for an API key that is not valid.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from service.deps import RegistryDep, SettingsDep, check_api_key, read_body
-from service.errors import ApiError
+from service.errors import ApiError, describe_validation
 from service.registry import ModelRegistry
 from service.routes import ERRORS, answer_head
 from service.schemas import Language, LibreTranslateRequest, LibreTranslateResponse
@@ -67,11 +73,28 @@ async def translate(
 ) -> LibreTranslateResponse:
     """Translate `q` from `source` to `target`, LibreTranslate style."""
     try:
+        return await _translate(request, registry, settings)
+    except RequestValidationError as exc:
+        raise ApiError(400, *describe_validation(exc.errors())[1:]) from None
+    except ApiError as exc:
+        if exc.code == "missing_api_key":
+            exc.message += ", or an api_key field"
+        elif exc.code == "invalid_api_key":
+            exc.status = 403
+        elif exc.status == 422:
+            exc.status = 400
+        raise
+
+
+async def _translate(
+    request: Request, registry: ModelRegistry, settings: Settings
+) -> LibreTranslateResponse:
+    try:
         body = LibreTranslateRequest.model_validate(await read_fields(request, settings))
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
     check_api_key(request, settings, body.api_key)
-    if body.format != "text":
+    if body.format not in ("text", "", None):
         raise ApiError(
             400,
             "unsupported_format",
@@ -96,11 +119,14 @@ async def translate(
 
 @router.get("/languages", response_model=list[Language], responses=ERRORS)
 async def languages(registry: RegistryDep) -> list[Language]:
-    """Every source language served, with the languages it translates into."""
+    """Every language served, with the languages it translates into: a language that is only
+    ever a target is listed with none, as LibreTranslate lists it (clients look the target up
+    here)."""
     targets: dict[str, set[str]] = {}
     for loaded in registry:
         t = loaded.translator
         targets.setdefault(t.source_lang, set()).add(t.target_lang)
+        targets.setdefault(t.target_lang, set())
     return [
         Language(code=code, name=LANGUAGE_NAMES.get(code, code), targets=sorted(tgts))
         for code, tgts in sorted(targets.items())
@@ -127,6 +153,27 @@ async def read_fields(request: Request, settings: Settings) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";")[0].strip().lower()
     raw = await read_body(request, settings)
+    if media in FORMS or (not raw.strip() and media != "application/json"):
+        try:
+            query = _collect(parse_qsl(request.url.query, keep_blank_values=True, errors="strict"))
+        except UnicodeError:
+            raise ApiError(400, "invalid_query", "query string is not valid UTF-8") from None
+        return {**query, **await _form_fields(media, content_type, raw)}
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # ValueError: also a number of 4,300+ digits
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {reason}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "validation_error", "request body must be a JSON object or form fields")
+    return data
+
+
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def _form_fields(media: str, content_type: str, raw: bytes) -> dict[str, Any]:
+    """The fields of a form body (none for an empty body that is not a form)."""
     if media == "application/x-www-form-urlencoded":
         charset = _charset(content_type)
         try:  # strict: a replacement character would hide the error in a 200
@@ -138,14 +185,7 @@ async def read_fields(request: Request, settings: Settings) -> dict[str, Any]:
         return _collect(pairs)
     if media == "multipart/form-data":
         return _parse_multipart(content_type, raw)
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # ValueError: also a number of 4,300+ digits
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {reason}") from None
-    if not isinstance(data, dict):
-        raise ApiError(422, "validation_error", "request body must be a JSON object or form fields")
-    return data
+    return {}
 
 
 def _parse_multipart(content_type: str, raw: bytes) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_LENGTH_CAP = 1024  # hard cap on max_length, whatever the model
 
@@ -154,9 +154,16 @@ class LibreTranslateRequest(BaseModel):
     q: str | Annotated[list[str], Field(min_length=1)]
     source: str
     target: str
-    format: str = "text"
+    format: str | None = Field(default="text", description='"text"; null or "" mean "text"')
     api_key: str | None = None
-    alternatives: int = Field(default=0, ge=0, description="extra candidates per text")
+    alternatives: int = Field(
+        default=0, description="extra candidates per text; below 0 counts as 0, as LibreTranslate"
+    )
+
+    @field_validator("alternatives")
+    @classmethod
+    def _at_least_zero(cls, value: int) -> int:
+        return max(0, value)
 
 
 class LibreTranslateResponse(BaseModel):

@@ -63,13 +63,16 @@ def test_source_auto_when_unambiguous(client: TestClient) -> None:
          "en->de"),
         ({"q": "x", "source": "auto", "target": "fr"}, 400, "unsupported_language_pair",
          "give source explicitly"),
-        ({"source": "en", "target": "de"}, 422, "validation_error", "q: Field required"),
-        ({"q": 5, "source": "en", "target": "de"}, 422, "validation_error", "q"),
-        ({"q": [], "source": "en", "target": "de"}, 422, "validation_error", "at least 1"),
-        ({"q": ["x"] * 65, "source": "en", "target": "de"}, 422, "too_many_texts",
+        # LibreTranslate answers 400 to any invalid request, where the native API says 422
+        ({"source": "en", "target": "de"}, 400, "validation_error", "q: Field required"),
+        ({"q": 5, "source": "en", "target": "de"}, 400, "validation_error", "q"),
+        ({"q": [], "source": "en", "target": "de"}, 400, "validation_error", "at least 1"),
+        ({"q": ["x"] * 65, "source": "en", "target": "de"}, 400, "too_many_texts",
          "q has 65 items; limit is 64 (NMT_MAX_TEXTS)"),
-        ({"q": "x", "source": "en", "target": "de", "alternatives": 8}, 422,
+        ({"q": "x", "source": "en", "target": "de", "alternatives": 8}, 400,
          "n_best_out_of_range", "alternatives is 8; allowed: 0 to 7 (NMT_MAX_BEAM)"),
+        ({"q": "x", "source": "en", "target": "de", "alternatives": "two"}, 400,
+         "validation_error", "alternatives"),
     ],
 )  # fmt: skip
 def test_errors(client: TestClient, body: dict, status: int, code: str, phrase: str) -> None:  # type: ignore[type-arg]
@@ -92,7 +95,7 @@ def test_text_that_is_not_unicode_is_refused(client: TestClient) -> None:
     escaped = b'{"q": ["fine", "a \\ud800 b"], "source": "en", "target": "de"}'
     headers = {"content-type": "application/json"}
     response = client.post("/translate", content=escaped, headers=headers)
-    assert response.status_code == 422, response.text
+    assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["code"] == "invalid_text"
     assert "q[1] has a lone surrogate U+D800 at character 2" in error["message"]
@@ -182,12 +185,51 @@ def test_a_form_in_a_declared_charset_is_read_in_it(client: TestClient) -> None:
 
 
 def test_api_key_in_the_body() -> None:
+    """As LibreTranslate: a key that is not valid is a 403, which its clients read as such."""
     with TestClient(make_app(FakeTranslator(), api_keys=["k"])) as client:
         body = {"q": "x", "source": "en", "target": "de"}
-        assert client.post("/translate", json=body).status_code == 401
-        assert client.post("/translate", json={**body, "api_key": "bad"}).status_code == 401
+        missing = client.post("/translate", json=body)
+        assert missing.status_code == 401
+        assert "or an api_key field" in missing.json()["error"]["message"]
+        bad = client.post("/translate", json={**body, "api_key": "bad"})
+        assert bad.status_code == 403 and bad.json()["error"]["code"] == "invalid_api_key"
         assert client.post("/translate", json={**body, "api_key": "k"}).status_code == 200
         assert client.post("/translate", data={**body, "api_key": "k"}).status_code == 200
+        assert client.post("/translate", params={**body, "api_key": "k"}).status_code == 200
+        assert client.post("/v1/translate", json={"text": "x"}).status_code == 401  # unchanged
+
+
+def test_fields_in_the_query_string(client: TestClient) -> None:
+    """LibreTranslate reads query and form fields together; deep-translator sends only the
+    query, with an empty body."""
+    query = {"q": "Hello.", "source": "en", "target": "de"}
+    response = client.post("/translate", params=query)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"translatedText": "Hello."}
+    response = client.post("/translate", params={"source": "en"}, data={"q": "Hi", "target": "de"})
+    assert response.json() == {"translatedText": "Hi"}
+    json_body = client.post("/translate", params=query, json={"q": "only", "source": "en"})
+    assert json_body.status_code == 400  # a JSON body is read alone, as LibreTranslate does
+    assert "target: Field required" in json_body.json()["error"]["message"]
+    bad = client.post("/translate?q=%ff&source=en&target=de")
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_query"
+
+
+@pytest.mark.parametrize("fmt", [None, "", "text"])
+def test_an_empty_format_means_text(client: TestClient, fmt: str | None) -> None:
+    body = {"q": "x", "source": "en", "target": "de", "format": fmt}
+    assert client.post("/translate", json=body).json() == {"translatedText": "x"}
+
+
+def test_negative_alternatives_count_as_none(client: TestClient, fake: FakeTranslator) -> None:
+    body = {"q": "x", "source": "en", "target": "de", "alternatives": -1}
+    assert client.post("/translate", json=body).json() == {"translatedText": "x"}
+    assert fake.batches[-1][1].n_best == 1
+
+
+def test_a_json_body_that_is_not_an_object_is_a_400(client: TestClient) -> None:
+    response = client.post("/translate", json=["q", "x"])
+    assert response.status_code == 400 and "JSON object" in response.json()["error"]["message"]
 
 
 def test_languages() -> None:
@@ -200,6 +242,7 @@ def test_languages() -> None:
         assert client.get("/languages").json() == [
             {"code": "de", "name": "German", "targets": ["en"]},
             {"code": "en", "name": "English", "targets": ["de", "fr"]},
+            {"code": "fr", "name": "French", "targets": []},  # a target only: listed all the same
         ]
         body = {"q": "x", "source": "en", "target": "fr"}
         assert client.post("/translate", json=body).status_code == 200

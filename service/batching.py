@@ -110,6 +110,15 @@ class _NoObserver:
         pass
 
 
+class BatchClock:
+    """When a translator began on a batch (``time.monotonic()``), None until it has."""
+
+    __slots__ = ("began",)
+
+    def __init__(self) -> None:
+        self.began: float | None = None
+
+
 @dataclass(eq=False)
 class Batcher:
     """Queue + worker for one translator. `start()` inside a running event loop."""
@@ -135,7 +144,9 @@ class Batcher:
         self._last_batch_ended = float("-inf")  # time.monotonic()
         self._expected = max(1, self.max_batch_size)  # sentences worth waiting for (see below)
         self._busy = 0  # batches the translators are computing (their results may be pending)
-        self._running: dict[asyncio.Future[Sequence[Result]], float] = {}  # -> when it started
+        # Per batch handed to a translator (by id of its entry list): when the translator
+        # began on it, set on the model thread; None while it waits there behind another.
+        self._running: dict[int, BatchClock] = {}
 
     @property
     def depth(self) -> int:
@@ -147,9 +158,8 @@ class Batcher:
 
         A translator that is stopped (a model worker under SIGSTOP, a hung device call) is
         alive but answers nothing; this is how /ready tells."""
-        if not self._running:
-            return 0.0
-        return time.monotonic() - min(self._running.values())
+        begun = [clock.began for clock in self._running.values() if clock.began is not None]
+        return time.monotonic() - min(begun) if begun else 0.0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="batcher")
@@ -250,7 +260,6 @@ class Batcher:
                 # The model starts now, not after the previous batch's results are delivered:
                 # a task would first wait for every request task those results woke.
                 started, running = time.monotonic(), self._start(batch)
-                self._running[running] = started
                 task = asyncio.create_task(self._compute(batch, running, started, slots))
                 computing.add(task)
                 task.add_done_callback(functools.partial(self._computed, computing))
@@ -313,9 +322,18 @@ class Batcher:
         loop = asyncio.get_running_loop()
         self._busy += 1
         self._inflight.update(batch)
+        clock = self._running[id(batch)] = BatchClock()
+        translate = self.translate
+
+        def timed(
+            texts: list[str], options: DecodeOptions, ids: list[list[int]] | None = None, /
+        ) -> Sequence[Result]:
+            clock.began = time.monotonic()  # the clock only: it may have left `_running`
+            return translate(texts, options, ids)
+
         try:
             texts, ids = [e.text for e in batch], [e.source_ids for e in batch]
-            return loop.run_in_executor(self.executor, self.translate, texts, batch[0].options, ids)
+            return loop.run_in_executor(self.executor, timed, texts, batch[0].options, ids)
         except Exception as exc:  # e.g. an executor already shut down: fail this batch only
             failed: asyncio.Future[Sequence[Result]] = loop.create_future()
             failed.set_exception(exc)
@@ -342,7 +360,7 @@ class Batcher:
             try:
                 results = await running
             finally:  # before any result is delivered, so the next batch goes first
-                self._running.pop(running, None)
+                self._running.pop(id(batch), None)
                 self._last_batch_ended = time.monotonic()
                 self._expected = len(batch) + len(self._queue)
                 self._busy -= 1

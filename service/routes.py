@@ -160,14 +160,17 @@ async def ready(state: StateDep) -> Status | JSONResponse:
     if not state.loaded:
         return error_response(503, "not_ready", "models are still loading")
     limit = state.settings.request_timeout_s
-    for loaded in state.registry:
-        if (computing := loaded.batcher.computing_for()) > limit:
-            message = (
-                f"model {loaded.id} has been computing one batch for {computing:.1f} s, longer "
-                f"than a request may wait ({limit:g} s, NMT_REQUEST_TIMEOUT_S): its translator "
-                "is stopped or stuck"
-            )
-            return error_response(503, "model_stalled", message)
+    computing, stuck = max(
+        ((loaded.batcher.computing_for(), loaded.id) for loaded in state.registry),
+        default=(0.0, ""),
+    )
+    if computing > limit:
+        message = (
+            f"model {stuck} has been computing one batch for {computing:.1f} s, longer than "
+            f"a request may wait ({limit:g} s, NMT_REQUEST_TIMEOUT_S): its translator is "
+            "stopped or stuck"
+        )
+        return error_response(503, "model_stalled", message)
     return Status(status="ready", models=[loaded.id for loaded in state.registry])
 
 

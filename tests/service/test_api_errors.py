@@ -314,6 +314,28 @@ def test_a_stalled_translator_flips_ready_until_it_answers() -> None:
         assert_still_serving(client)
 
 
+def test_ready_names_the_stalled_model_not_one_waiting_behind_it() -> None:
+    """In-process models share one model thread: a batch queued behind a stuck one has not
+    begun, so only the stuck model is reported."""
+    healthy, stuck = FakeTranslator(), FakeTranslator("fake-de-en", "de", "en")
+    with TestClient(make_app(healthy, stuck, request_timeout_s=0.3)) as client:
+        stuck.gate.clear()
+        try:
+            threading.Thread(
+                target=client.post,
+                args=("/v1/translate",),
+                kwargs={"json": {"text": "stuck", "model": "fake-de-en"}},
+            ).start()
+            wait_for(lambda: len(stuck.batches) == 1)
+            late = client.post("/v1/translate", json={"text": "waits", "model": "fake-en-de"})
+            assert_error(late, 504, "deadline_exceeded")  # it queued behind the stuck batch
+            wait_for(lambda: client.get("/ready").status_code == 503)
+            assert_error(client.get("/ready"), 503, "model_stalled", "model fake-de-en")
+        finally:
+            stuck.gate.set()
+        wait_for(lambda: client.get("/ready").status_code == 200)
+
+
 def test_translator_input_too_long_is_422_with_the_sentence(client: TestClient) -> None:
     from model import InputTooLong
 

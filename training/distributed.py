@@ -70,3 +70,9 @@ def barrier(info: DistInfo) -> None:
 def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def leave() -> None:
+    """Leave the process group, if this process joined one (a run that stops while starting)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

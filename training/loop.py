@@ -224,7 +224,7 @@ def prepare_on_ranks(
     # A barrier that says how rank 0 fared: had it just exited, the others would wait in the
     # barrier until gloo failed them with a page of traceback about a closed connection.
     if distributed.any_rank(False, info, device):
-        raise RankFailed("rank 0 could not prepare the data; its error is above")
+        raise RankFailed("rank 0 could not prepare the data; rank 0's error says why")
     if not info.is_main:
         data = prepare(cfg, run_dir)
     return data
@@ -292,7 +292,13 @@ def train_held(
     on_finish: Callable[[Seq2Seq, TrainState], None] | None,
 ) -> Path:
     """``train``, once the run directory is held."""
-    run = start_run(cfg, resume, device)
+    try:
+        run = start_run(cfg, resume, device)
+    except BaseException:
+        # The group may be joined already: leaving it undone, gloo's teardown at exit could
+        # abort the process (SIGABRT) instead of letting the error end it with its own line.
+        distributed.leave()
+        raise
     info, state = run.info, run.state
     wrapped: nn.Module = DistributedDataParallel(run.model) if info.enabled else run.model
     signals, metrics = StopSignal(), MetricsLog(run.run_dir, info.is_main)

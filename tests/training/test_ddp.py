@@ -104,8 +104,10 @@ def test_a_data_error_on_rank_0_stops_every_rank_in_one_line(
     out = log.read_text()
     assert done.returncode != 0
     assert out.count("line counts differ") == 1, out  # rank 0 says what is wrong
-    assert out.count("rank 0 could not prepare the data; its error is above") == 1, out
+    assert out.count("rank 0 could not prepare the data; rank 0's error says why") == 1, out
     assert "[rank1]" not in out and "Connection closed" not in out, out
+    # the group was left before exiting: gloo's teardown at exit used to abort a rank now and then
+    assert "terminate called" not in out and "exitcode  : -6" not in out, out
 
 
 @pytest.mark.slow

@@ -320,13 +320,14 @@ def test_ready_names_the_stalled_model_not_one_waiting_behind_it() -> None:
     healthy, stuck = FakeTranslator(), FakeTranslator("fake-de-en", "de", "en")
     with TestClient(make_app(healthy, stuck, request_timeout_s=0.3)) as client:
         stuck.gate.clear()
+        warmed = len(stuck.batches)  # the warm-up's
         try:
             threading.Thread(
                 target=client.post,
                 args=("/v1/translate",),
                 kwargs={"json": {"text": "stuck", "model": "fake-de-en"}},
             ).start()
-            wait_for(lambda: len(stuck.batches) == 1)
+            wait_for(lambda: len(stuck.batches) == warmed + 1)
             late = client.post("/v1/translate", json={"text": "waits", "model": "fake-en-de"})
             assert_error(late, 504, "deadline_exceeded")  # it queued behind the stuck batch
             wait_for(lambda: client.get("/ready").status_code == 503)

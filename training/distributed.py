@@ -62,17 +62,8 @@ def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
     return sum_all(float(flag), info, device) > 0
 
 
-def barrier(info: DistInfo) -> None:
-    if info.enabled:
-        dist.barrier()
-
-
-def shutdown(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def leave() -> None:
-    """Leave the process group, if this process joined one (a run that stops while starting)."""
+    """Leave the process group, if this process joined one (at the end of a run, or when it
+    stops while starting)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

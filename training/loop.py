@@ -324,7 +324,7 @@ def train_held(
     finally:
         signals.restore()
         progress.close()
-        distributed.shutdown(info)
+        distributed.leave()
     return run.run_dir
 
 

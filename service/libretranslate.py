@@ -48,6 +48,8 @@ LANGUAGE_NAMES = {
     "pt": "Portuguese", "ru": "Russian", "tr": "Turkish", "uk": "Ukrainian", "zh": "Chinese",
 }  # fmt: skip
 
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
 _BODY_DOC = LibreTranslateRequest.model_json_schema()
 _OPENAPI_BODY = {
     "requestBody": {
@@ -167,9 +169,6 @@ async def read_fields(request: Request, settings: Settings) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError(400, "validation_error", "request body must be a JSON object or form fields")
     return data
-
-
-FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 async def _form_fields(media: str, content_type: str, raw: bytes) -> dict[str, Any]:

@@ -165,6 +165,22 @@ def test_libretranslate_form_never_answers_5xx(client: TestClient, fields: dict[
 
 
 @FUZZ
+@given(
+    query=st.lists(st.tuples(st.sampled_from([*libre_keys, "x", ""]), texts), max_size=6),
+    form=st.dictionaries(st.sampled_from(libre_keys), texts, max_size=3),
+)
+def test_libretranslate_query_string_never_answers_5xx(
+    client: TestClient, query: list[tuple[str, str]], form: dict[str, str]
+) -> None:
+    """Fields in the query string (deep-translator's way), alone or beside form fields."""
+    response = client.post("/translate", params=query, data=form or None)
+    q = [value for key, value in query if key == "q"]
+    expected = 1 if "q" in form else (len(q) if len(q) > 1 else 1) if q else None
+    assert_contract(response, expected)
+    assert_still_serving(client)
+
+
+@FUZZ
 @given(route=st.sampled_from(["/v1/translate", "/translate"]), content=raw_bodies)
 def test_raw_bytes_never_answer_5xx(client: TestClient, route: str, content: bytes) -> None:
     try:

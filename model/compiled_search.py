@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from model.beam import Finished, beam_rows, finalize
 from model.decoder import EncoderOutput
 from model.search import DecodeOptions, Hypothesis, SpaceRule, to_hypothesis
-from model.search_loops import Int8Decoder, SourceSide, scripted_loops, search_rules
+from model.search_loops import Int8Decoder, SourceSide, compile_lane_loops, search_rules
 from model.seq2seq import Seq2Seq
 from model.step_kernels import int8_weights
 
@@ -59,7 +59,7 @@ class CompiledSearch:
         self.bridge = int8_weights(model.bridge_h), int8_weights(model.bridge_c)
         attention = decoder.attention  # keys: the memory itself (dot) or its int8 projection
         self.key_proj = int8_weights(attention.key_proj) if attention.kind == "general" else None
-        self.greedy_lanes, self.beam_lanes = scripted_loops()
+        self.loops = compile_lane_loops()
 
     @classmethod
     def for_model(cls, model: Seq2Seq, space: SpaceRule | None = None) -> "CompiledSearch | None":
@@ -106,11 +106,12 @@ class CompiledSearch:
         outputs = [self.output if enc.vocab is None else enc.vocab.packed for enc in encs]
         limits = [options.max_lengths(lens) for lens in src_lens]
         if options.beam_size == 1:
-            tables = self.greedy_lanes(
+            self.loops.greedy(
                 self.weights, outputs, *self.bridge, [enc.final_h for enc in encs],
                 [enc.final_c for enc in encs], self.model.config.decoder_layers, sources,
                 limits, search_rules(options, self.space),
             )  # fmt: skip
+            tables = self.loops.take()
             return [
                 [
                     [to_hypothesis(ids, score, None, 0)]
@@ -124,9 +125,10 @@ class CompiledSearch:
             repeat = beam_rows(lens.size(0), options.beam_size, lens.device)
             h0.append(state.h.index_select(1, repeat))
             c0.append(state.c.index_select(1, repeat))
-        finished = self.beam_lanes(
+        self.loops.beam(
             self.weights, outputs, h0, c0, sources, limits, search_rules(options, self.space)
         )
+        finished = self.loops.take()
         return [
             finalize(Finished(scores, enc.target_ids(tokens), None), lens, options.n_best)
             for (scores, tokens), enc, lens in zip(finished, encs, src_lens, strict=True)

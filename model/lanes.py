@@ -4,12 +4,11 @@ At the batch sizes a service forms (up to ~32 sentences) a search step's matrice
 for torch's intra-op threads to pay: a batch of 32 took about as long on two threads as on one
 (bench/README.md, stop 20), so the second core idled while a batch computed. Cut into lanes,
 the batch uses every core: the lanes are encoded, with their attention keys and shortlist rows
-(``LaneEncoder``), then searched
-(``greedy_lanes`` and ``beam_lanes`` in ``model/search_loops.py``), each stage one compiled
-call that forks every lane but the first onto torch's inter-op threads, where TorchScript runs
-them without the GIL, and runs the first on the calling thread. Greedy batches of 32 took 12-13
-ms in two lanes against 15-16 on two intra-op threads; offline, 1.3x (greedy) and 1.7x (beam 5)
-the sentences/s (bench/README.md, stop 25).
+(``LaneEncoder``), then searched (``LaneLoops`` in ``model/search_loops.py``), each stage one
+compiled call that forks every lane but the first onto torch's inter-op threads, where
+TorchScript runs them without the GIL, and runs the first on the calling thread. Greedy
+batches of 32 took 12-13 ms in two lanes against 15-16 on two intra-op threads; offline, 1.3x
+(greedy) and 1.7x (beam 5) the sentences/s (bench/README.md, stop 25).
 
 Lanes take sentences in turn from the length-sorted batch (sentence i goes to lane i mod L), so
 every lane has about the same lengths and they end together. Each lane is a batch of its own:
@@ -19,6 +18,16 @@ batch can change its translation slightly, with lanes or without).
 
 Each lane must get one intra-op thread (``torch.set_num_threads(1)``): GNU OpenMP keeps a team
 of threads per calling thread, and lanes with two threads each on two cores ran 3-4x slower.
+
+Python only ever gets tensors made for it (``handed``), from a second call (``take``). A
+compiled call that waits for a forked lane finishes on an inter-op thread, and that thread
+lets go of the call's results some time after the caller has them back. Were one of them a
+Python object by then, torch would take the GIL to release it; once the interpreter is
+shutting down, that ends the thread inside a destructor and aborts the process ("terminate
+called without an active exception": 1 run in 10 of a script that translates and exits at
+once, on two busy cores; ``nmt translate | head -1`` once in CI). So the call keeps its results
+and returns nothing, and ``take``, which waits for nothing and so runs on the calling thread,
+returns new tensor objects on the same data (bench/README.md, stop 35).
 """
 
 import logging
@@ -65,11 +74,16 @@ class LaneSource(NamedTuple):
 LaneFields = tuple[Tensor, Tensor, Tensor, Tensor, Optional[PackedLinear]]  # noqa: UP045
 
 
+def handed(x: Tensor) -> Tensor:
+    """A new tensor object on ``x``'s data, for Python (module docstring)."""
+    return x.detach()
+
+
 def compile_lane_encoder(
     encoder: nn.Module,
     key_proj: Optional[PackedLinear],  # noqa: UP045
     output: tuple[Tensor, Tensor | None] | None,
-) -> nn.Module | None:
+) -> torch.jit.ScriptModule | None:
     """``LaneEncoder(encoder, key_proj, output)`` compiled, or None (no lanes) where
     TorchScript cannot."""
     try:
@@ -83,13 +97,16 @@ def compile_lane_encoder(
 
 class LaneEncoder(nn.Module):
     """Each lane's encoder outputs, attention keys and shortlist rows, all lanes at once;
-    compile this module with TorchScript.
+    compile this module with TorchScript. A call keeps its results; ``take`` hands them to
+    Python (module docstring).
 
     Args:
         encoder: the compiled encoder (``Encoder.forward``).
         key_proj: the attention's int8 key projection; None: the keys are the memory (``dot``).
         output: the int8 output layer's (weight, bias) from ``OutputLayer``; None: no shortlist.
     """
+
+    found: list[LaneFields]
 
     def __init__(
         self,
@@ -98,6 +115,7 @@ class LaneEncoder(nn.Module):
         output: tuple[Tensor, Tensor | None] | None,
     ) -> None:
         super().__init__()
+        self.found = []
         self.encoder = encoder
         self.key_proj = key_proj
         self.output_weight: Tensor | None = None if output is None else output[0]
@@ -118,14 +136,23 @@ class LaneEncoder(nn.Module):
 
     def forward(
         self, sources: list[Tensor], lengths: list[Tensor], shortlists: list[Tensor | None]
-    ) -> list[LaneFields]:
-        """Each lane's ``LaneSource`` as a plain tuple (``LaneSource(*fields)`` rebuilds it):
-        TorchScript makes a new namedtuple class for each NamedTuple it hands back to Python,
-        about 90 us apiece on the model thread."""
+    ) -> None:
         futures: list[torch.jit.Future[LaneSource]] = []
         for i in range(1, len(sources)):
             futures.append(torch.jit.fork(self.lane, sources[i], lengths[i], shortlists[i]))  # type: ignore[no-untyped-call]
         encoded = [self.lane(sources[0], lengths[0], shortlists[0])]
         for future in futures:
             encoded.append(torch.jit.wait(future))  # type: ignore[no-untyped-call]
-        return [(s.memory, s.keys, s.final_h, s.final_c, s.output) for s in encoded]
+        self.found = [(s.memory, s.keys, s.final_h, s.final_c, s.output) for s in encoded]
+
+    @torch.jit.export
+    def take(self) -> list[LaneFields]:
+        """Each lane's ``LaneSource`` from the last call, as a plain tuple of tensors of
+        Python's own (``LaneSource(*fields)`` rebuilds it): TorchScript makes a new namedtuple
+        class for each NamedTuple it hands back to Python, about 90 us apiece."""
+        taken = [
+            (handed(memory), handed(keys), handed(final_h), handed(final_c), output)
+            for memory, keys, final_h, final_c, output in self.found
+        ]
+        self.found = taken[:0]  # empty, of the attribute's type
+        return taken

@@ -3,21 +3,21 @@
 They are ``greedy_search`` and ``beam_search`` with ``Decoder.step`` written out once
 (``decoder_step``) for the layers ``prepare_search(int8=True)`` makes, and they call beam
 search's own helpers, so tokens and scores are the same (tests/model/test_compiled_search.py).
-``scripted_loops`` compiles the two entry points, ``greedy_lanes`` and ``beam_lanes``, which
-take a batch's lanes (``model/lanes.py``). TorchScript reads no module constants, so every value
+``LaneLoops`` compiles the two entry points, ``greedy`` and ``beam``, which take a batch's
+lanes (``model/lanes.py``). TorchScript reads no module constants, so every value
 is an argument: the weights (``Int8Decoder``), each lane's source (``SourceSide``) and the
 request's options with the special ids (``SearchRules``). ``model/compiled_search.py`` prepares
 those arguments and turns what the loops return into hypotheses.
 """
 
-import functools
 import warnings
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from model.beam import ending_candidates, merge_best, next_beams, topk_flat
+from model.lanes import handed
 from model.search import (
     DecodeOptions,
     SpaceRule,
@@ -262,65 +262,85 @@ def beam_steps(
     return finished_scores, finished_tokens
 
 
-def greedy_lanes(
-    weights: Int8Decoder,
-    outputs: list[PackedLinear],
-    bridge_h: PackedLinear,
-    bridge_c: PackedLinear,
-    final_h: list[Tensor],
-    final_c: list[Tensor],
-    layers: int,
-    sources: list[SourceSide],
-    limits: list[Tensor],
-    rules: SearchRules,
-) -> list[tuple[Tensor, Tensor]]:
-    """``greedy_table`` for each lane of a batch (``model/lanes.py``): every lane after the
-    first is forked onto torch's inter-op threads, the first runs on the calling thread."""
-    futures: list[torch.jit.Future[tuple[Tensor, Tensor]]] = []
-    for i in range(1, len(sources)):
-        futures.append(
-            torch.jit.fork(  # type: ignore[no-untyped-call]
-                greedy_table, weights, outputs[i], bridge_h, bridge_c, final_h[i], final_c[i],
-                layers, sources[i], limits[i], rules,
+class LaneLoops(nn.Module):
+    """The entry points, ``greedy`` and ``beam``, for a batch's lanes (``model/lanes.py``):
+    every lane after the first is forked onto torch's inter-op threads, the first runs on the
+    calling thread. Each call keeps its results; ``take`` hands them to Python (``model/lanes.py``
+    says why)."""
+
+    found: list[tuple[Tensor, Tensor]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found = []
+
+    @torch.jit.export
+    def greedy(
+        self,
+        weights: Int8Decoder,
+        outputs: list[PackedLinear],
+        bridge_h: PackedLinear,
+        bridge_c: PackedLinear,
+        final_h: list[Tensor],
+        final_c: list[Tensor],
+        layers: int,
+        sources: list[SourceSide],
+        limits: list[Tensor],
+        rules: SearchRules,
+    ) -> None:
+        """``greedy_table`` for each lane."""
+        futures: list[torch.jit.Future[tuple[Tensor, Tensor]]] = []
+        for i in range(1, len(sources)):
+            futures.append(
+                torch.jit.fork(  # type: ignore[no-untyped-call]
+                    greedy_table, weights, outputs[i], bridge_h, bridge_c, final_h[i],
+                    final_c[i], layers, sources[i], limits[i], rules,
+                )
+            )  # fmt: skip
+        tables = [
+            greedy_table(
+                weights, outputs[0], bridge_h, bridge_c, final_h[0], final_c[0], layers,
+                sources[0], limits[0], rules,
             )
-        )  # fmt: skip
-    tables = [
-        greedy_table(
-            weights, outputs[0], bridge_h, bridge_c, final_h[0], final_c[0], layers,
-            sources[0], limits[0], rules,
-        )
-    ]  # fmt: skip
-    for future in futures:
-        tables.append(torch.jit.wait(future))  # type: ignore[no-untyped-call]
-    return tables
+        ]  # fmt: skip
+        for future in futures:
+            tables.append(torch.jit.wait(future))  # type: ignore[no-untyped-call]
+        self.found = tables
+
+    @torch.jit.export
+    def beam(
+        self,
+        weights: Int8Decoder,
+        outputs: list[PackedLinear],
+        h0: list[Tensor],
+        c0: list[Tensor],
+        sources: list[SourceSide],
+        max_lens: list[Tensor],
+        rules: SearchRules,
+    ) -> None:
+        """``beam_steps`` for each lane."""
+        futures: list[torch.jit.Future[tuple[Tensor, Tensor]]] = []
+        for i in range(1, len(sources)):
+            futures.append(
+                torch.jit.fork(  # type: ignore[no-untyped-call]
+                    beam_steps, weights, outputs[i], h0[i], c0[i], sources[i], max_lens[i], rules
+                )
+            )  # fmt: skip
+        finished = [beam_steps(weights, outputs[0], h0[0], c0[0], sources[0], max_lens[0], rules)]
+        for future in futures:
+            finished.append(torch.jit.wait(future))  # type: ignore[no-untyped-call]
+        self.found = finished
+
+    @torch.jit.export
+    def take(self) -> list[tuple[Tensor, Tensor]]:
+        """Each lane's (scores, tokens) from the last call, as tensors of Python's own."""
+        taken = [(handed(scores), handed(tokens)) for scores, tokens in self.found]
+        self.found = taken[:0]  # empty, of the attribute's type
+        return taken
 
 
-def beam_lanes(
-    weights: Int8Decoder,
-    outputs: list[PackedLinear],
-    h0: list[Tensor],
-    c0: list[Tensor],
-    sources: list[SourceSide],
-    max_lens: list[Tensor],
-    rules: SearchRules,
-) -> list[tuple[Tensor, Tensor]]:
-    """``beam_steps`` for each lane of a batch, forked as in ``greedy_lanes``."""
-    futures: list[torch.jit.Future[tuple[Tensor, Tensor]]] = []
-    for i in range(1, len(sources)):
-        futures.append(
-            torch.jit.fork(  # type: ignore[no-untyped-call]
-                beam_steps, weights, outputs[i], h0[i], c0[i], sources[i], max_lens[i], rules
-            )
-        )  # fmt: skip
-    finished = [beam_steps(weights, outputs[0], h0[0], c0[0], sources[0], max_lens[0], rules)]
-    for future in futures:
-        finished.append(torch.jit.wait(future))  # type: ignore[no-untyped-call]
-    return finished
-
-
-@functools.cache
-def scripted_loops() -> tuple[Any, Any]:
-    """Compiled on first use (well under a second), not at import.
+def compile_lane_loops() -> torch.jit.ScriptModule:
+    """``LaneLoops`` compiled, on first use (well under a second), not at import.
 
     torch 2.13 marks ``torch.jit.script`` deprecated in favour of ``torch.compile`` and
     ``torch.export``; neither serves here: inductor made a float step slower on this CPU
@@ -329,4 +349,4 @@ def scripted_loops() -> tuple[Any, Any]:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.script(greedy_lanes), torch.jit.script(beam_lanes)
+        return torch.jit.script(LaneLoops())

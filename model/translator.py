@@ -324,14 +324,12 @@ class Translator(ModelView):
         assert self.lane_encoder is not None and self.compiled_search is not None
         inputs = [self._source(ids) for ids in lanes]
         lengths = [lens for _, lens, _ in inputs]
-        encoded = [
-            LaneSource(*fields)
-            for fields in self.lane_encoder(
-                [src for src, _, _ in inputs],
-                lengths,
-                [None if candidates is None else candidates.ids for _, _, candidates in inputs],
-            )
-        ]
+        self.lane_encoder(
+            [src for src, _, _ in inputs],
+            lengths,
+            [None if candidates is None else candidates.ids for _, _, candidates in inputs],
+        )
+        encoded = [LaneSource(*fields) for fields in self.lane_encoder.take()]
         encs = [
             EncoderOutput(
                 lane.memory,

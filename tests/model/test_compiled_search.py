@@ -24,7 +24,6 @@ from model import (
 )
 from model.compiled_search import CompiledSearch, script_encoder
 from model.placement import quantize_int8
-from model.search_loops import scripted_loops
 from model.shortlist import OutputLayer, Shortlist
 
 ENGLISH = (
@@ -170,14 +169,10 @@ def test_a_torch_without_torchscript_falls_back_to_the_python_loops(
     def no_torchscript(fn: object) -> object:
         raise RuntimeError("TorchScript is not available")
 
-    scripted_loops.cache_clear()
     monkeypatch.setattr(torch.jit, "script", no_torchscript)
-    try:
-        translator = Translator(load_bundle(tiny_bundle), quantize="int8")
-        assert translator.compiled_search is None
-        assert translator.translate(SOURCES, DecodeOptions(beam_size=2))[0].candidates
-    finally:
-        scripted_loops.cache_clear()  # compile again with the real torch.jit.script
+    translator = Translator(load_bundle(tiny_bundle), quantize="int8")
+    assert translator.compiled_search is None
+    assert translator.translate(SOURCES, DecodeOptions(beam_size=2))[0].candidates
 
 
 def test_the_compiled_encoder_equals_the_eager_one(

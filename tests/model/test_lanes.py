@@ -135,3 +135,53 @@ def test_load_on_cores_gives_lanes_one_thread_and_other_models_every_core(
         assert (translator.lanes, torch.get_num_threads()) == (lanes, threads)
     finally:
         torch.set_num_threads(before)
+
+
+class Recording:
+    """A compiled lane stage (``LaneEncoder``, ``LaneLoops``) that records what its calls
+    return and, as soon as ``take`` returns, how many references each tensor it took has."""
+
+    def __init__(self, stage: torch.jit.ScriptModule) -> None:
+        self.stage = stage
+        self.returned: list[object] = []
+        self.references: list[int] = []
+
+    def _call(self, name: str, *args: object) -> object:
+        result = getattr(self.stage, name)(*args)
+        self.returned.append(result)
+        return result
+
+    def __call__(self, *args: object) -> object:
+        return self._call("forward", *args)
+
+    def greedy(self, *args: object) -> object:
+        return self._call("greedy", *args)
+
+    def beam(self, *args: object) -> object:
+        return self._call("beam", *args)
+
+    def take(self) -> list[tuple[object, ...]]:
+        taken = self.stage.take()
+        tensors = [t for fields in taken for t in fields if isinstance(t, torch.Tensor)]
+        self.references += [t._use_count() for t in tensors]
+        return taken
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_python_gets_only_tensors_of_its_own_from_the_lanes(
+    tiny_bundle: Path, beam_size: int
+) -> None:
+    """A compiled call that waits for a forked lane finishes on an inter-op thread; were
+    Python to get what it returns, that thread could release a Python object while the
+    interpreter shuts down, which aborts the process (``model/lanes.py``). So the calls
+    return nothing, and ``take`` hands over tensors that nothing else holds."""
+    translator = Translator(load_bundle(tiny_bundle), quantize="int8", lanes=2)
+    assert translator.lane_encoder is not None and translator.compiled_search is not None
+    encoder = Recording(translator.lane_encoder)  # type: ignore[arg-type]
+    loops = Recording(translator.compiled_search.loops)
+    translator.lane_encoder, translator.compiled_search.loops = encoder, loops  # type: ignore[assignment]
+    translator.translate(SOURCES, DecodeOptions(beam_size=beam_size))
+    for stage in (encoder, loops):
+        assert stage.returned == [None]
+        assert stage.references and set(stage.references) == {1}

@@ -10,6 +10,7 @@ encoder output and turns what they return into hypotheses. Models they do not co
 """
 
 import logging
+import threading
 import warnings
 
 import torch
@@ -60,6 +61,7 @@ class CompiledSearch:
         attention = decoder.attention  # keys: the memory itself (dot) or its int8 projection
         self.key_proj = int8_weights(attention.key_proj) if attention.kind == "general" else None
         self.loops = compile_lane_loops()
+        self.loops_lock = threading.Lock()  # a call and its take, one thread at a time
 
     @classmethod
     def for_model(cls, model: Seq2Seq, space: SpaceRule | None = None) -> "CompiledSearch | None":
@@ -106,12 +108,13 @@ class CompiledSearch:
         outputs = [self.output if enc.vocab is None else enc.vocab.packed for enc in encs]
         limits = [options.max_lengths(lens) for lens in src_lens]
         if options.beam_size == 1:
-            self.loops.greedy(
-                self.weights, outputs, *self.bridge, [enc.final_h for enc in encs],
-                [enc.final_c for enc in encs], self.model.config.decoder_layers, sources,
-                limits, search_rules(options, self.space),
-            )  # fmt: skip
-            tables = self.loops.take()
+            with self.loops_lock:
+                self.loops.greedy(
+                    self.weights, outputs, *self.bridge, [enc.final_h for enc in encs],
+                    [enc.final_c for enc in encs], self.model.config.decoder_layers, sources,
+                    limits, search_rules(options, self.space),
+                )  # fmt: skip
+                tables = self.loops.take()
             return [
                 [
                     [to_hypothesis(ids, score, None, 0)]
@@ -125,10 +128,11 @@ class CompiledSearch:
             repeat = beam_rows(lens.size(0), options.beam_size, lens.device)
             h0.append(state.h.index_select(1, repeat))
             c0.append(state.c.index_select(1, repeat))
-        self.loops.beam(
-            self.weights, outputs, h0, c0, sources, limits, search_rules(options, self.space)
-        )
-        finished = self.loops.take()
+        with self.loops_lock:
+            self.loops.beam(
+                self.weights, outputs, h0, c0, sources, limits, search_rules(options, self.space)
+            )
+            finished = self.loops.take()
         return [
             finalize(Finished(scores, enc.target_ids(tokens), None), lens, options.n_best)
             for (scores, tokens), enc, lens in zip(finished, encs, src_lens, strict=True)

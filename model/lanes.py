@@ -27,7 +27,8 @@ shutting down, that ends the thread inside a destructor and aborts the process (
 called without an active exception": 1 run in 10 of a script that translates and exits at
 once, on two busy cores; ``nmt translate | head -1`` once in CI). So the call keeps its results
 and returns nothing, and ``take``, which waits for nothing and so runs on the calling thread,
-returns new tensor objects on the same data (bench/README.md, stop 35).
+returns new tensor objects on the same data (bench/README.md, stop 35). A lock keeps each call
+and its ``take`` together where threads share a translator.
 """
 
 import logging

@@ -7,6 +7,7 @@ restores the caller's order, and isolates failures so one bad sentence never fai
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +225,7 @@ class Translator(ModelView):
             else None
         )
         self.lanes = lanes if self.lane_encoder is not None else 1
+        self.lane_encoder_lock = threading.Lock()  # a call and its take, one thread at a time
 
     def translate(
         self,
@@ -324,12 +326,13 @@ class Translator(ModelView):
         assert self.lane_encoder is not None and self.compiled_search is not None
         inputs = [self._source(ids) for ids in lanes]
         lengths = [lens for _, lens, _ in inputs]
-        self.lane_encoder(
-            [src for src, _, _ in inputs],
-            lengths,
-            [None if candidates is None else candidates.ids for _, _, candidates in inputs],
-        )
-        encoded = [LaneSource(*fields) for fields in self.lane_encoder.take()]
+        with self.lane_encoder_lock:
+            self.lane_encoder(
+                [src for src, _, _ in inputs],
+                lengths,
+                [None if candidates is None else candidates.ids for _, _, candidates in inputs],
+            )
+            encoded = [LaneSource(*fields) for fields in self.lane_encoder.take()]
         encs = [
             EncoderOutput(
                 lane.memory,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,23 @@ def test_python_gets_only_tensors_of_its_own_from_the_lanes(
     for stage in (encoder, loops):
         assert stage.returned == [None]
         assert stage.references and set(stage.references) == {1}
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_threads_sharing_a_translator_each_get_their_own_translations(
+    tiny_bundle: Path, beam_size: int
+) -> None:
+    """A lane stage keeps its results until ``take``; two threads in between must not swap
+    them."""
+    translator = Translator(load_bundle(tiny_bundle), quantize="int8", lanes=2)
+    options = DecodeOptions(beam_size=beam_size)
+    inputs = [SOURCES[i:] + SOURCES[:i] for i in range(len(SOURCES))]
+    alone = [[r.text for r in translator.translate(texts, options)] for texts in inputs]
+
+    def translate_each(_: int) -> list[list[str]]:
+        return [[r.text for r in translator.translate(texts, options)] for texts in inputs * 5]
+
+    with ThreadPoolExecutor(2) as pool:
+        for got in pool.map(translate_each, range(4)):
+            assert got == alone * 5

@@ -10,7 +10,11 @@ Prints one table: sentences/s and target tokens/s for greedy and beam 5, at batc
 first --batch1-limit sentences, one call each) and batched (all sentences in one call, cut into
 --batch-tokens batches by the Translator), for fp32 and int8 (dynamic quantization). Each time
 is the median of --repeats runs of Translator.translate, model loading excluded; batch-1 rows
-also give the median latency of one sentence (interactive use). Also printed:
+also give the median latency of one sentence (interactive use). A third row per search,
+"N shuffled" (--service-size N, default 32), translates all sentences again in random batches
+of N, one call each: the batches a service forms from N concurrent clients, computed back to
+back with no HTTP time at all, the most such a service could answer per second; its share of
+the batched row is printed too. Also printed:
 the model's MACs per target token (per beam row and step) and per source token, this machine's
 matmul GFLOP/s at beam-search shapes, the achieved fraction of it, and the peak RSS.
 `--device cuda --precisions fp32` times the float model on the GPU (against the GPU's fp32 mm).
@@ -291,6 +295,19 @@ def one_at_a_time(
     return results
 
 
+def shuffled_batches(lines: list[str], size: int) -> list[list[str]]:
+    """``lines`` in random order (the same each run), cut into batches of ``size``."""
+    order = random.Random(0).sample(lines, len(lines))
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+def each_batch(
+    translator: Translator, batches: list[list[str]], options: DecodeOptions
+) -> list[Result]:
+    """Each batch in its own call, as a server computes the batches it forms."""
+    return [result for batch in batches for result in translator.translate(batch, options)]
+
+
 def bench_translator(
     translator: Translator, precision: str, lines: list[str], args: argparse.Namespace
 ) -> list[Row]:
@@ -303,6 +320,12 @@ def bench_translator(
             "1": (subset, partial(one_at_a_time, translator, subset, options, latencies_ms)),
             "batched": (lines, lambda o=options: translator.translate(lines, o)),
         }
+        if args.service_size:
+            shuffled = shuffled_batches(lines, args.service_size)
+            modes[f"{args.service_size} shuffled"] = (
+                lines,
+                partial(each_batch, translator, shuffled, options),
+            )
         for batch, (texts, run) in modes.items():
             times, results = timed(run, args.repeats)
             seconds = statistics.median(times)
@@ -317,7 +340,9 @@ def bench_translator(
                     sum(translator.count_tokens(t) for t in texts),
                     options.beam_size,
                     latencies_ms if batch == "1" else [],
-                    mean_scored(translator, texts, options.beam_size, alone=batch == "1"),
+                    None
+                    if batch not in ("1", "batched")
+                    else mean_scored(translator, texts, options.beam_size, alone=batch == "1"),
                 )
             )
             spread = ", ".join(f"{t:.2f}" for t in times)
@@ -396,6 +421,21 @@ def service_batches(
     translator.compiled_search = compiled
 
 
+def shuffled_shares(rows: list[Row]) -> list[str]:
+    """For each shuffled row, its sentences/s over the batched row of the same search."""
+    lines = []
+    for r in rows:
+        if r.batch.endswith(" shuffled"):
+            many = next(
+                b
+                for b in rows
+                if (b.precision, b.search, b.batch) == (r.precision, r.search, "batched")
+            )
+            share = r.sent_per_s / many.sent_per_s
+            lines.append(f"  {r.precision} {r.search} batch={r.batch}: {share:.3f}")
+    return lines
+
+
 def print_report(
     rows: list[Row], cfg: ModelConfig, src_len: float, peaks: dict[str, float], label: str
 ) -> None:
@@ -433,6 +473,10 @@ def print_report(
                 f"  {precision} {search}: {many.sent_per_s / one.sent_per_s:.1f}x sentences/s, "
                 f"{many.tok_per_s / one.tok_per_s:.1f}x target tokens/s"
             )
+    shares = shuffled_shares(rows)
+    if shares:
+        print("\nshuffled / batched sentences/s (the ceiling of a service with that many clients):")
+        print("\n".join(shares))
     parts = decoder_macs(cfg, src_len)
     print(f"\nMACs per target token per beam row (mean source length {src_len:.1f} tokens):")
     for name, value in parts.items():
@@ -474,6 +518,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-tokens", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--beam", type=int, default=5)
+    parser.add_argument(
+        "--service-size",
+        type=int,
+        default=32,
+        help="also time random batches of this many sentences, one call each (0: not)",
+    )
     parser.add_argument(
         "--precisions",
         default="fp32,int8",

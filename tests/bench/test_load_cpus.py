@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from load_script import load
+from bench_scripts import load
 
 SENTENCES = ["--sentences", "x.txt", "--serve"]
 

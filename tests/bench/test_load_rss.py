@@ -5,7 +5,7 @@ import asyncio
 import os
 import time
 
-from load_script import load
+from bench_scripts import load
 
 
 def test_rss_at_takes_the_first_sample_at_or_after_the_time() -> None:

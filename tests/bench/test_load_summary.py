@@ -1,7 +1,7 @@
 """bench/load.py's summary of interleaved runs: the figures quoted for the service's floors."""
 
 import pytest
-from load_script import load
+from bench_scripts import load
 
 
 def run(label: str, req_s: float, of_offline: float | None = None) -> "load.RunResult":

@@ -421,17 +421,16 @@ def service_batches(
     translator.compiled_search = compiled
 
 
+def find_row(rows: list[Row], precision: str, search: str, batch: str) -> Row:
+    return next(r for r in rows if (r.precision, r.search, r.batch) == (precision, search, batch))
+
+
 def shuffled_shares(rows: list[Row]) -> list[str]:
     """For each shuffled row, its sentences/s over the batched row of the same search."""
     lines = []
     for r in rows:
         if r.batch.endswith(" shuffled"):
-            many = next(
-                b
-                for b in rows
-                if (b.precision, b.search, b.batch) == (r.precision, r.search, "batched")
-            )
-            share = r.sent_per_s / many.sent_per_s
+            share = r.sent_per_s / find_row(rows, r.precision, r.search, "batched").sent_per_s
             lines.append(f"  {r.precision} {r.search} batch={r.batch}: {share:.3f}")
     return lines
 
@@ -465,10 +464,7 @@ def print_report(
     print("\nbatched / batch-1 throughput:")
     for precision in dict.fromkeys(r.precision for r in rows):
         for search in dict.fromkeys(r.search for r in rows):
-            one, many = (
-                next(r for r in rows if (r.precision, r.search, r.batch) == (precision, search, b))
-                for b in ("1", "batched")
-            )
+            one, many = (find_row(rows, precision, search, b) for b in ("1", "batched"))
             print(
                 f"  {precision} {search}: {many.sent_per_s / one.sent_per_s:.1f}x sentences/s, "
                 f"{many.tok_per_s / one.tok_per_s:.1f}x target tokens/s"
